@@ -1,0 +1,56 @@
+"""Predict with a trained run: `python predict.py RUN_DIR "some text" ...` or `--input FILE`.
+
+Prints one JSON line per input.
+"""
+
+import argparse
+import json
+import sys
+
+from zoo.cli import run_main
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run_dir", help="a run directory written by train.py")
+    parser.add_argument("inputs", nargs="*", help="inputs given on the command line")
+    parser.add_argument("--input", help="a file with one input per line ('-' for standard input)")
+    parser.add_argument("--batch-size", type=int, default=256, help="inputs read and predicted at a time")
+    return parser.parse_args()
+
+
+def _batches(args):
+    from zoo.data import open_text
+    from zoo.errors import UserError
+
+    if args.inputs:
+        yield list(args.inputs)
+    if args.input:
+        handle = sys.stdin if args.input == "-" else open_text(args.input)
+        batch = []
+        with handle:
+            for line in handle:
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    batch.append(line)
+                if len(batch) >= args.batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+    if not args.inputs and not args.input:
+        raise UserError("give inputs on the command line or --input FILE")
+
+
+def main():
+    args = parse_args()
+    from zoo import run as run_lib
+
+    run = run_lib.load(args.run_dir)
+    for batch in _batches(args):
+        for row in run.task.predict(run, batch):
+            print(json.dumps(row, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,50 @@
+"""Train any task of the zoo: `python train.py --task sentiment [--cell gru] [--set key=value ...]`."""
+
+import argparse
+import os
+
+from zoo.cli import resolve_config, run_main
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True, help="task name, e.g. sentiment")
+    parser.add_argument("--preset", help="a named set of overrides defined by the task (e.g. quick)")
+    parser.add_argument("--cell", help="recurrent cell: simple_rnn, lstm or gru")
+    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                        help="bidirectional recurrent layers (default: the task's)")
+    parser.add_argument("--epochs", help="maximum number of epochs")
+    parser.add_argument("--seed", help="random seed for weights and shuffling")
+    parser.add_argument("--data", help="local data: a CSV/TSV file or a folder of split files")
+    parser.add_argument("--out", help="run directory (default: runs/TASK-CELL[-bi])")
+    parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set model.units=128 (repeatable)")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    from zoo import run
+    from zoo.registry import get_task
+
+    task = get_task(args.task)
+    overrides = []
+    for flag, key in (("cell", "model.cell"), ("epochs", "train.epochs"), ("seed", "train.seed")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    if args.bidirectional is not None:
+        overrides.append(f"model.bidirectional={args.bidirectional}")
+    config = resolve_config(task, args.preset, overrides + args.overrides)
+    out = args.out or os.path.join(
+        "runs", f"{args.task}-{config.model.cell}" + ("-bi" if config.model.bidirectional else "")
+    )
+    metrics = run.train(args.task, config, out, data_path=args.data, overwrite=args.overwrite)
+    print(metrics.get("report", ""))
+    headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    print(f"test metrics: {headline}")
+    print(f"run directory: {out}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,137 @@
+"""Many-to-one text classification shared by the sentiment and spam tasks.
+
+Builds the id pipeline from raw texts, the classifier (embedding + recurrent stack + head),
+the exported model that takes raw strings, and turns probabilities into metrics and predictions.
+Binary problems use one sigmoid unit; problems with more than two classes use softmax.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import data as data_lib
+from zoo import metrics as metrics_lib
+from zoo import recurrent, text
+from zoo.training import Prepared
+
+
+def prepare(config, splits, labels, label_names=None, class_weight=None):
+    """Build the vocabulary from the training split only and the bucketed train/validation datasets.
+
+    `labels` are the raw label strings of the data, in class-index order; `label_names` are the
+    names reported to users (default: the raw labels).
+    """
+    train, validation = splits["train"], splits["validation"]
+    vocabulary = text.build_vocabulary(
+        train.texts, config.data.level, max_size=config.data.vocab_size, min_count=config.data.min_count
+    )
+    vectorizer = text.make_vectorizer(vocabulary, config.data.level, ragged=True)
+    datasets = {}
+    for name, part in (("train", train), ("validation", validation)):
+        targets = data_lib.encode_labels(part, labels)
+        datasets[name] = data_lib.text_dataset(
+            part.texts,
+            targets,
+            vectorizer,
+            max_length=config.data.max_length,
+            batch_size=config.train.batch_size,
+            shuffle_seed=config.train.seed if name == "train" else None,
+        )
+    sizes = {"vocab_size": len(vocabulary) + 2, "num_classes": len(labels)}
+    assets = {"vocabulary": vocabulary, "labels": list(labels), "label_names": list(label_names or labels)}
+    return Prepared(datasets["train"], datasets["validation"], sizes, assets, class_weight=class_weight)
+
+
+def build_classifier(config, sizes, name="classifier"):
+    """Token ids (batch, time) int32, 0-padded -> class probabilities.
+
+    Output is (batch, 1) sigmoid for two classes, (batch, num_classes) softmax otherwise.
+    """
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    features = recurrent.embed_and_encode(token_ids, config.model, sizes["vocab_size"])
+    features = keras.layers.Dropout(config.model.dropout_rate, name="head_dropout")(features)
+    binary = sizes["num_classes"] == 2
+    probabilities = keras.layers.Dense(
+        1 if binary else sizes["num_classes"],
+        activation="sigmoid" if binary else "softmax",
+        dtype="float32",  # keep the output in float32 under mixed precision
+        name="probabilities",
+    )(features)
+    return keras.Model(token_ids, probabilities, name=name)
+
+
+def compile_classifier(model, config, sizes):
+    from zoo.training import make_optimizer
+
+    binary = sizes["num_classes"] == 2
+    model.compile(
+        optimizer=make_optimizer(config.train),
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=config.train.jit_compile,
+    )
+
+
+def export(classifier, config, assets):
+    """Raw strings (batch,) -> probabilities: the vectorizer and truncation in front of `classifier`."""
+    strings = keras.Input(shape=(), dtype="string", name="text")
+    ids = text.make_vectorizer(assets["vocabulary"], config.data.level)(strings)
+    ids = text.TruncateSequence(config.data.max_length, name="truncate")(ids)
+    return keras.Model(strings, classifier(ids), name="text_classifier")
+
+
+def predict_probabilities(model, texts, batch_size=128):
+    """(n, num_classes) probabilities for raw `texts`, computed in length-sorted batches."""
+    texts = list(texts)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch = tf.constant([texts[i] for i in order[start : start + batch_size]], dtype=tf.string)
+        chunks.append(np.asarray(model(batch, training=False)))
+    if not chunks:
+        return np.zeros((0, 2))
+    sorted_probabilities = np.concatenate(chunks)
+    if sorted_probabilities.shape[-1] == 1:  # sigmoid output: expand to two columns
+        sorted_probabilities = np.concatenate([1 - sorted_probabilities, sorted_probabilities], axis=-1)
+    probabilities = np.empty_like(sorted_probabilities)
+    probabilities[order] = sorted_probabilities
+    return probabilities
+
+
+def evaluate(model, part, assets, out_dir=None, split="test", positive_index=1):
+    """Metrics on one split, at the run's saved threshold; with `out_dir`, also a confusion-matrix PNG."""
+    label_names, threshold = assets["label_names"], assets.get("threshold", 0.5)
+    labels = data_lib.encode_labels(part, assets["labels"])
+    probabilities = predict_probabilities(model, part.texts)
+    result = metrics_lib.classification_metrics(
+        labels, probabilities, label_names, threshold=threshold, positive_index=positive_index
+    )
+    if out_dir is not None:
+        path = os.path.join(out_dir, f"confusion_{split}.png")
+        metrics_lib.plot_confusion_matrix(result["confusion_matrix"], label_names, path, f"Confusion matrix ({split})")
+        result["confusion_png"] = path
+    return result
+
+
+def decide(probabilities, label_names, threshold=0.5, positive_index=1):
+    """Class index per row: threshold on the positive class for binary tasks, argmax otherwise."""
+    if len(label_names) == 2:
+        return np.where(probabilities[:, positive_index] >= threshold, positive_index, 1 - positive_index)
+    return probabilities.argmax(axis=-1)
+
+
+def predictions(model, texts, label_names, threshold=0.5, positive_index=1):
+    """One dict per text: the label, its probability, and every class probability."""
+    probabilities = predict_probabilities(model, texts)
+    chosen = decide(probabilities, label_names, threshold, positive_index)
+    return [
+        {
+            "text": text_,
+            "label": label_names[index],
+            "probability": round(float(row[index]), 6),
+            "probabilities": {name: round(float(p), 6) for name, p in zip(label_names, row)},
+        }
+        for text_, index, row in zip(texts, chosen, probabilities)
+    ]

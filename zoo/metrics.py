@@ -1,0 +1,106 @@
+"""Metrics of the field, computed from predictions: classification scores, reports and plots."""
+
+import numpy as np
+
+
+def classification_metrics(labels, probabilities, label_names, threshold=0.5, positive_index=1):
+    """Accuracy, precision/recall/F1, ROC-AUC and PR-AUC from class probabilities.
+
+    Args:
+        labels: (n,) int class indices.
+        probabilities: (n, num_classes) probabilities, or (n,) positive-class probabilities.
+        label_names: one name per class.
+        threshold: decision threshold on the positive class (binary only).
+        positive_index: the class whose precision/recall/F1 are reported for binary tasks.
+
+    Binary tasks report the positive class's precision/recall/F1; multi-class tasks report the
+    macro average (and the per-class figures in `per_class`).
+    """
+    from sklearn import metrics
+
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype="float64")
+    binary = len(label_names) == 2
+    if binary and probabilities.ndim == 2:
+        probabilities = probabilities[:, 1]
+    if binary:
+        predictions = (probabilities >= threshold).astype(int)
+        scores = probabilities
+    else:
+        predictions = probabilities.argmax(axis=-1)
+        scores = probabilities
+    present = np.unique(labels)
+    result = {
+        "examples": int(len(labels)),
+        "accuracy": float(metrics.accuracy_score(labels, predictions)),
+    }
+    if binary:
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+            labels, predictions, pos_label=positive_index, average="binary", zero_division=0
+        )
+        result.update(precision=float(precision), recall=float(recall), f1=float(f1), threshold=float(threshold))
+        if len(present) == 2:
+            result["roc_auc"] = float(metrics.roc_auc_score(labels, scores))
+            result["pr_auc"] = float(metrics.average_precision_score(labels == positive_index, scores))
+    else:
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+            labels, predictions, labels=list(range(len(label_names))), average="macro", zero_division=0
+        )
+        result.update(precision=float(precision), recall=float(recall), f1=float(f1))
+        if len(present) == len(label_names):
+            result["roc_auc"] = float(metrics.roc_auc_score(labels, scores, multi_class="ovr"))
+    per_class = metrics.precision_recall_fscore_support(
+        labels, predictions, labels=list(range(len(label_names))), zero_division=0
+    )
+    result["per_class"] = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(label_names, *per_class)
+    }
+    result["confusion_matrix"] = metrics.confusion_matrix(
+        labels, predictions, labels=list(range(len(label_names)))
+    ).tolist()
+    result["report"] = metrics.classification_report(
+        labels, predictions, labels=list(range(len(label_names))), target_names=list(label_names),
+        digits=4, zero_division=0,
+    )
+    return result
+
+
+def best_f1_threshold(labels, probabilities, positive_index=1):
+    """The threshold on positive-class probability that maximises F1 (ties: the higher threshold)."""
+    from sklearn import metrics
+
+    precision, recall, thresholds = metrics.precision_recall_curve(np.asarray(labels) == positive_index, probabilities)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    # precision/recall have one more entry than thresholds (the point recall=0).
+    best = int(np.argmax(f1[:-1][::-1]))
+    return float(thresholds[::-1][best])
+
+
+def plot_confusion_matrix(matrix, label_names, path, title="Confusion matrix"):
+    """Save a labelled confusion-matrix heat map as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo.io import atomic_path
+
+    matrix = np.asarray(matrix)
+    figure, axes = plt.subplots(figsize=(2.2 + 0.8 * len(label_names), 1.8 + 0.8 * len(label_names)))
+    image = axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    axes.set_yticks(range(len(label_names)), label_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    limit = matrix.max() / 2 if matrix.size else 0
+    for row in range(matrix.shape[0]):
+        for column in range(matrix.shape[1]):
+            axes.text(column, row, str(matrix[row, column]), ha="center", va="center",
+                      color="white" if matrix[row, column] > limit else "black")
+    figure.colorbar(image, ax=axes)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
+    plt.close(figure)

@@ -1,0 +1,139 @@
+"""Run directories: what training writes, how a finished run is loaded back, and the train orchestration.
+
+A run directory holds:
+    config.json    {"task": name, "config": the resolved config}
+    sizes.json     sizes that came from the data (vocabulary size, classes, ...)
+    assets.json    vocabulary, label names and task state (e.g. a tuned threshold)
+    model.keras    the exported model, which takes raw inputs
+    history.csv    per-epoch training log (appended across resumes); logs/ for TensorBoard
+    metrics.json   test-split metrics, written last: its presence marks a finished run
+"""
+
+import dataclasses
+import os
+import shutil
+
+import keras
+
+from zoo import config as config_lib
+from zoo.errors import UserError
+from zoo.io import atomic_path, atomic_write_json, read_json
+from zoo.registry import get_task
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished run loaded from disk."""
+
+    directory: str
+    task_name: str
+    task: object
+    config: object
+    sizes: dict
+    assets: dict
+    _model: object = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = keras.saving.load_model(os.path.join(self.directory, "model.keras"))
+        return self._model
+
+
+def load(run_dir):
+    """Load a run directory written by `train`; needs nothing else."""
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(config_path):
+        raise UserError(f"{run_dir}: not a run directory (no config.json)")
+    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        raise UserError(f"{run_dir}: the run has no model.keras (unfinished? rerun the train command to resume)")
+    saved = read_json(config_path)
+    task = get_task(saved["task"])
+    config = config_lib.from_dict(task.Config, saved["config"])
+    return Run(
+        run_dir,
+        saved["task"],
+        task,
+        config,
+        read_json(os.path.join(run_dir, "sizes.json")),
+        read_json(os.path.join(run_dir, "assets.json")),
+    )
+
+
+def _check_run_dir(run_dir, task_name, config, overwrite):
+    """Refuse to mix runs: a finished run or one with another config is not silently reused."""
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(run_dir):
+        return
+    if overwrite:
+        shutil.rmtree(run_dir)
+        return
+    if not os.path.isfile(config_path):
+        if os.listdir(run_dir):
+            raise UserError(f"--out {run_dir}: the directory exists and is not a run directory")
+        return
+    if os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        raise UserError(f"--out {run_dir}: holds a finished run; choose another --out or pass --overwrite")
+    saved = read_json(config_path)
+    wanted = {"task": task_name, "config": config_lib.to_dict(config)}
+    if saved != wanted:
+        raise UserError(
+            f"--out {run_dir}: holds an unfinished run with a different task or config; "
+            "rerun with its original flags to resume, or pass --overwrite"
+        )
+
+
+def train(task_name, config, run_dir, data_path=None, overwrite=False):
+    """Load data, train, export and evaluate one task; returns the test metrics.
+
+    All input checks (config, files, labels) happen before the run directory is created, so bad
+    input leaves nothing behind. Rerunning after a kill resumes from the last backup.
+    """
+    from zoo import training
+
+    task = get_task(task_name)
+    splits = task.load_data(config, data_path)
+    prepared = task.prepare(config, splits)
+    _check_run_dir(run_dir, task_name, config, overwrite)
+
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write_json(os.path.join(run_dir, "config.json"), {"task": task_name, "config": config_lib.to_dict(config)})
+    atomic_write_json(os.path.join(run_dir, "sizes.json"), prepared.sizes)
+    atomic_write_json(os.path.join(run_dir, "assets.json"), prepared.assets)
+    if "vocabulary" in prepared.assets:
+        from zoo.text import save_vocabulary
+
+        save_vocabulary(prepared.assets["vocabulary"], os.path.join(run_dir, "vocab.json"))
+
+    training.set_seed(config.train.seed, config.train.deterministic)
+    model = task.build_model(config, prepared.sizes)
+    task.compile_model(model, config, prepared.sizes)
+    model.summary(print_fn=lambda line, **_: print(line))
+    summary = training.fit(
+        model, prepared.train, prepared.validation, config.train, run_dir,
+        class_weight=prepared.class_weight, extra_callbacks=prepared.callbacks,
+    )
+
+    exported, state = task.finish(model, config, prepared, splits)
+    assets = {**prepared.assets, **state}
+    atomic_write_json(os.path.join(run_dir, "assets.json"), assets)
+    with atomic_path(os.path.join(run_dir, "model.keras")) as temporary:
+        exported.save(temporary)
+
+    history = _read_history(os.path.join(run_dir, "history.csv"))
+    atomic_write_json(os.path.join(run_dir, "history.json"), {**summary, "epochs": history})
+
+    run = load(run_dir)
+    metrics = task.evaluate(run, splits["test"], split="test")
+    atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def _read_history(path):
+    import csv
+
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{key: (float(value) if value not in ("", None) else None) for key, value in row.items()} for row in rows]

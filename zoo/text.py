@@ -1,0 +1,114 @@
+"""Text to token ids: standardization, training-split vocabularies, and the serializable encoder layers.
+
+The same layers vectorize text in the `tf.data` pipeline and inside the exported model, so a
+saved model given raw strings sees exactly the ids it was trained on.
+Id 0 is padding and id 1 is the out-of-vocabulary token (Keras' TextVectorization convention).
+"""
+
+import collections
+import json
+
+import keras
+import tensorflow as tf
+
+from zoo.errors import UserError
+from zoo.io import atomic_write_text
+
+PAD_ID = 0
+OOV_ID = 1
+LEVELS = ("word", "char")
+_PUNCTUATION = r"([!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~])"
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+def standardize_words(text):
+    """Lowercase, drop HTML line breaks, and split punctuation into tokens of its own."""
+    text = tf.strings.lower(text)
+    text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
+    return tf.strings.regex_replace(text, _PUNCTUATION, r" \1 ")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+def standardize_chars(text):
+    """Keep case and punctuation (both carry signal at character level); drop HTML line breaks."""
+    text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
+    return tf.strings.regex_replace(text, r"\s+", " ")
+
+
+def make_vectorizer(vocabulary, level="word", ragged=False):
+    """A TextVectorization layer mapping strings to ids with a fixed vocabulary.
+
+    Input: string tensor (batch,). Output: int64 (batch, longest) right-padded with 0,
+    or a RaggedTensor if `ragged`.
+    """
+    if level not in LEVELS:
+        raise UserError(f"data.level={level!r}: expected one of {', '.join(LEVELS)}")
+    return keras.layers.TextVectorization(
+        standardize=standardize_words if level == "word" else standardize_chars,
+        split="whitespace" if level == "word" else "character",
+        vocabulary=list(vocabulary),
+        ragged=ragged,
+        name="vectorizer",
+    )
+
+
+def tokenize(texts, level="word", batch_size=2048):
+    """Yield the token list of each text, using exactly the layer's standardize and split."""
+    standardize = standardize_words if level == "word" else standardize_chars
+    dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size)
+    for batch in dataset:
+        standardized = standardize(batch)
+        pieces = (
+            tf.strings.split(standardized)
+            if level == "word"
+            else tf.strings.unicode_split(standardized, "UTF-8")
+        )
+        for row in pieces.to_list():
+            yield [token.decode("utf-8") for token in row]
+
+
+def build_vocabulary(texts, level="word", max_size=20000, min_count=1):
+    """Most frequent tokens of the *training* texts, ties broken alphabetically.
+
+    `max_size` counts the two reserved ids (padding and OOV), so the result has at most
+    `max_size - 2` tokens. Returns a list of tokens; ids start at 2 in list order.
+    """
+    counts = collections.Counter()
+    for tokens in tokenize(texts, level):
+        counts.update(tokens)
+    ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
+    vocabulary = [token for token, _ in ranked[: max(0, max_size - 2)]]
+    if not vocabulary:
+        raise UserError("the training texts gave an empty vocabulary")
+    return vocabulary
+
+
+def save_vocabulary(vocabulary, path):
+    """Write the vocabulary as a JSON list (char vocabularies hold spaces and newlines)."""
+    atomic_write_text(path, json.dumps(list(vocabulary), ensure_ascii=False, indent=0))
+
+
+def load_vocabulary(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TruncateSequence(keras.layers.Layer):
+    """Keep the first `max_length` steps of (batch, time, ...) ; shorter inputs pass unchanged."""
+
+    def __init__(self, max_length, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = int(max_length)
+
+    def call(self, inputs):
+        return inputs[:, : self.max_length]
+
+    def compute_output_shape(self, input_shape):
+        steps = input_shape[1]
+        if steps is not None:
+            steps = min(steps, self.max_length)
+        return (input_shape[0], steps) + tuple(input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length}

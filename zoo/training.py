@@ -1,0 +1,194 @@
+"""The one training loop: seeding, callbacks (resume, best checkpoint, early stop, NaN, logs) and `fit`."""
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from zoo.errors import UserError
+from zoo.io import atomic_path, atomic_write_json, read_json
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every task."""
+
+    epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    clipnorm: float = 1.0  # clip the *global* gradient norm; 0 disables
+    patience: int = 2  # epochs without a better validation loss before stopping
+    seed: int = 1337
+    deterministic: bool = True  # deterministic TF ops: a CPU run repeats bit for bit
+    jit_compile: bool = False  # XLA recompiles for every new bucket length, so off by default
+    steps_per_epoch: Optional[int] = None  # cap batches per epoch (quick runs); None = whole split
+    backup_every_steps: int = 50  # how often the resume checkpoint is written, in batches
+
+    def validate(self):
+        for name in ("epochs", "batch_size", "patience", "backup_every_steps"):
+            if getattr(self, name) < 1:
+                raise UserError(f"train.{name}={getattr(self, name)}: must be at least 1")
+        if self.learning_rate <= 0:
+            raise UserError(f"train.learning_rate={self.learning_rate}: must be positive")
+        if self.clipnorm < 0:
+            raise UserError(f"train.clipnorm={self.clipnorm}: must be 0 (off) or positive")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise UserError(f"train.steps_per_epoch={self.steps_per_epoch}: must be at least 1")
+
+
+@dataclasses.dataclass
+class Prepared:
+    """What a task's `prepare` hands to the training loop; all of it comes from the data.
+
+    sizes and assets are saved in the run directory (sizes.json, assets.json) and never written
+    back into the config. `callbacks` are extra Keras callbacks the task needs (e.g. state resets).
+    """
+
+    train: tf.data.Dataset  # yields (inputs, targets) batches
+    validation: tf.data.Dataset
+    sizes: dict  # e.g. {"vocab_size": int, "num_classes": int}
+    assets: dict  # JSON-serializable: vocabulary, label names, ...
+    class_weight: Optional[dict] = None
+    callbacks: list = dataclasses.field(default_factory=list)
+
+
+class TrainingError(Exception):
+    """Training could not go on (e.g. the loss became NaN)."""
+
+
+def set_seed(seed, deterministic=True):
+    """Seed Python, NumPy and TensorFlow; optionally force deterministic TF kernels."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def make_optimizer(config):
+    """Adam with optional clipping of the global gradient norm."""
+    return keras.optimizers.Adam(
+        learning_rate=config.learning_rate,
+        global_clipnorm=config.clipnorm or None,
+    )
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (wall time of the training pass) to the epoch logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and remembers where it happened."""
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = (self._epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keeps the weights with the lowest validation loss and stops after `patience` worse epochs.
+
+    Its state (best value, epochs waited) is saved beside the weights, so a resumed run keeps
+    comparing against the true best rather than starting over.
+    """
+
+    def __init__(self, directory, patience, monitor="val_loss"):
+        super().__init__()
+        self.directory = directory
+        self.patience = patience
+        self.monitor = monitor
+        self.weights_path = os.path.join(directory, "best.weights.h5")
+        self.state_path = os.path.join(directory, "best_state.json")
+        self.state = {"best": math.inf, "best_epoch": None, "wait": 0}
+        if os.path.exists(self.state_path):
+            self.state = read_json(self.state_path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        if value < self.state["best"]:
+            self.state = {"best": float(value), "best_epoch": epoch + 1, "wait": 0}
+            with atomic_path(self.weights_path) as temporary:
+                self.model.save_weights(temporary)
+        else:
+            self.state["wait"] += 1
+        atomic_write_json(self.state_path, self.state)
+        if self.state["wait"] >= self.patience:
+            print(f"Early stopping: {self.monitor} has not improved for {self.patience} epochs.")
+            self.model.stop_training = True
+
+    def restore_best(self):
+        if os.path.exists(self.weights_path):
+            self.model.load_weights(self.weights_path)
+
+
+def fit(model, train_data, validation_data, config, run_dir, *, class_weight=None, extra_callbacks=(), verbose=None):
+    """Train `model` (already compiled), resuming from `run_dir/backup` if a previous run was killed.
+
+    Writes `history.csv` (appended across resumes), TensorBoard logs under `logs/`, and the best
+    weights under `checkpoints/`; leaves the model holding the best weights.
+    Raises TrainingError if the loss becomes NaN.
+    """
+    backup_dir = os.path.join(run_dir, "backup")
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    if os.path.isdir(backup_dir):
+        print(f"Resuming from the checkpoint in {backup_dir}")
+    best = BestCheckpoint(checkpoint_dir, config.patience)
+    nan_guard = StopOnNaN()
+    callbacks = [
+        EpochTimer(),
+        keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_every_steps, delete_checkpoint=False),
+        nan_guard,
+        best,
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        *extra_callbacks,
+    ]
+    if verbose is None:
+        verbose = 1 if os.isatty(1) else 2
+    if config.steps_per_epoch:
+        train_data = train_data.repeat()
+    start = time.perf_counter()
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        class_weight=class_weight,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
+    )
+    elapsed = time.perf_counter() - start
+    if nan_guard.where is not None:
+        epoch, batch = nan_guard.where
+        shutil.rmtree(backup_dir, ignore_errors=True)  # a NaN backup must not be resumed
+        raise TrainingError(
+            f"the training loss became NaN at epoch {epoch}, batch {batch}; "
+            "try a lower --set train.learning_rate or a gradient clip (--set train.clipnorm=1.0)"
+        )
+    best.restore_best()
+    shutil.rmtree(backup_dir, ignore_errors=True)  # the run finished: nothing to resume
+    return {"train_seconds": elapsed, **best.state}
