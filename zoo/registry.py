@@ -6,6 +6,10 @@ from zoo.errors import UserError
 
 TASKS = {
     "sentiment": "tasks.sentiment",
+    "pos": "tasks.pos",
+    "ner": "tasks.ner",
+    "lm": "tasks.lm",
+    "spam": "tasks.spam",
 }
 
 

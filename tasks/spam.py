@@ -1,0 +1,328 @@
+"""Spam: imbalanced many-to-one classification of SMS messages (ham / spam), or of any labelled text table.
+
+Use from your own code:
+
+    from tasks.spam import Config, build_model
+    model = build_model(Config(), {"vocab_size": 5000, "num_classes": 2})
+    # model: int32 token ids (batch, time), 0-padded on the right -> (batch, 1) P(spam)
+
+Data, first match wins: `--data PATH`, then `$RNN_ZOO_DATA/sms_spam_collection/SMSSpamCollection`.
+tensorflow-datasets has no copy, so without either there is a clear error saying how to get the file.
+
+`--data PATH` is read by its name (override with `--set data.format=sms|table`):
+  * `*.csv`, `*.tsv`, `*.tab` (optionally `.gz`): a table with a header naming the text and label
+    columns (`data.text_column`, `data.label_column`); two or more classes, the label set comes
+    from the training split, sorted. Two classes: sigmoid output, the second sorted label is the
+    positive class. More: softmax.
+  * any other file name (e.g. `SMSSpamCollection`): the official format, no header, one
+    `ham<TAB>message` or `spam<TAB>message` per line. A folder is searched for `SMSSpamCollection`.
+
+There is no official split: identical texts are grouped, then the groups are split 80/10/10 into
+train/validation/test, stratified by label, with the seeded generator `data.split_seed`
+(numpy PCG64, so the same seed gives the same split on any machine).
+Class weights (from the training split) are on by default; the decision threshold of a binary
+model is tuned on validation to maximise the positive class's F1, saved in assets.json, and used
+by evaluate.py and predict.py.
+"""
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+from typing import Optional
+
+import numpy as np
+
+from zoo import classification
+from zoo import data as data_lib
+from zoo import metrics as metrics_lib
+from zoo.errors import UserError
+from zoo.recurrent import RecurrentConfig
+from zoo.training import TrainConfig
+
+LOCAL_FOLDER = "sms_spam_collection"
+SMS_FILE = "SMSSpamCollection"
+SMS_LABELS = ("ham", "spam")  # sorted: spam is class 1, the positive class
+TABLE_EXTENSIONS = (".csv", ".tsv", ".tab")
+FORMATS = ("auto", "sms", "table")
+SPLIT_NAMES = ("train", "validation", "test")
+DOWNLOAD_HINT = (
+    "get the file from https://archive.ics.uci.edu/dataset/228/sms+spam+collection and pass "
+    "--data PATH/TO/SMSSpamCollection, or set RNN_ZOO_DATA to a folder holding "
+    f"{LOCAL_FOLDER}/{SMS_FILE}"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    level: str = "word"  # "word" or "char"
+    max_length: int = 200  # tokens kept from the start: every message in words, 98% of them in characters
+    vocab_size: int = 20000  # including padding and out-of-vocabulary ids
+    min_count: int = 1
+    format: str = "auto"  # how --data is read: auto (by file name), sms, or table
+    text_column: str = "text"  # table format only
+    label_column: str = "label"  # table format only
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 2011
+    max_train_examples: Optional[int] = None  # a seeded slice of the training split, for quick runs
+
+    def validate(self):
+        if self.level not in ("word", "char"):
+            raise UserError(f"data.level={self.level!r}: expected word or char")
+        if self.format not in FORMATS:
+            raise UserError(f"data.format={self.format!r}: expected one of {', '.join(FORMATS)}")
+        if self.max_length < 1:
+            raise UserError(f"data.max_length={self.max_length}: must be at least 1")
+        if self.vocab_size < 3:
+            raise UserError(f"data.vocab_size={self.vocab_size}: must be at least 3")
+        for name in ("validation_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise UserError(f"data.{name}={getattr(self, name)}: must be in (0, 0.5)")
+        if self.max_train_examples is not None and self.max_train_examples < 2:
+            raise UserError(f"data.max_train_examples={self.max_train_examples}: must be at least 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(RecurrentConfig):
+    cell: str = "lstm"
+    units: int = 64
+    bidirectional: bool = True
+    dropout_rate: float = 0.3
+    embedding_dim: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class SpamTrainConfig(TrainConfig):
+    class_weights: bool = True  # weight classes by inverse training frequency
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: SpamTrainConfig = SpamTrainConfig(epochs=8, batch_size=32, patience=2)
+
+
+PRESETS = {
+    "quick": {"data.max_train_examples": 1000, "model.units": 16, "train.epochs": 2},
+    "char": {"data.level": "char", "data.min_count": 2},
+}
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def read_sms_collection(path):
+    """Read the official `SMSSpamCollection` format: no header, `ham|spam<TAB>message` per line.
+
+    Lines are decoded one by one so that an error names its exact line. Blank lines are skipped.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"file not found: {path}")
+    opener = gzip.open if path.endswith(".gz") else open
+    texts, labels, lines = [], [], []
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise UserError(f"{path}:{number}: not valid UTF-8") from None
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                raise UserError(f"{path}:{number}: no tab; expected 'ham<TAB>message' or 'spam<TAB>message'")
+            label, text = line.split("\t", 1)
+            label = label.strip()
+            if label not in SMS_LABELS:
+                hint = " (a header? name a file with a header *.tsv or *.csv)" if number == 1 else ""
+                raise UserError(f"{path}:{number}: unknown label {label!r}; expected ham or spam{hint}")
+            if not text.strip():
+                raise UserError(f"{path}:{number}: the message after the tab is empty")
+            texts.append(text)
+            labels.append(label)
+            lines.append(number)
+    if not texts:
+        raise UserError(f"{path}: the file is empty (expected lines 'ham<TAB>message' or 'spam<TAB>message')")
+    return data_lib.LabelledTexts(texts, labels, path, lines)
+
+
+def data_format(path, configured="auto"):
+    """'table' for *.csv/*.tsv/*.tab[.gz] (a header names the columns), else 'sms'; a config value wins."""
+    if configured != "auto":
+        return configured
+    name = path[:-3] if path.endswith(".gz") else path
+    return "table" if name.lower().endswith(TABLE_EXTENSIONS) else "sms"
+
+
+def _source_path(data_path):
+    if data_path:
+        if os.path.isdir(data_path):
+            path = os.path.join(data_path, SMS_FILE)
+            if not os.path.isfile(path):
+                raise UserError(f"--data {data_path}: the folder has no {SMS_FILE} file")
+            return path
+        if not os.path.isfile(data_path):
+            raise UserError(f"--data {data_path}: no such file or directory")
+        return data_path
+    folder = data_lib.local_copy(LOCAL_FOLDER)
+    if folder is None:
+        raise UserError(f"no data for the spam task: {DOWNLOAD_HINT}")
+    path = os.path.join(folder, SMS_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"{folder}: no {SMS_FILE} file; {DOWNLOAD_HINT}")
+    return path
+
+
+def read_data(config, data_path=None):
+    """All labelled texts of the source, before splitting."""
+    path = _source_path(data_path)
+    if data_format(path, config.data.format) == "table":
+        everything = data_lib.read_table(path, config.data.text_column, config.data.label_column)
+        distinct = sorted(set(everything.labels))
+        if len(distinct) < 2:
+            raise UserError(
+                f"{path}: column {config.data.label_column!r} has only the label {distinct[0]!r}; "
+                "a classifier needs two or more classes"
+            )
+        return everything
+    return read_sms_collection(path)
+
+
+# --- splitting -----------------------------------------------------------------------------------
+
+
+def grouped_stratified_split(texts, labels, fractions, seed):
+    """Split indices into len(fractions)+1 parts (the last is the rest), stratified and duplicate-safe.
+
+    Identical texts form one group that goes to a single part. Groups are taken per label (a
+    group's label is that of its first occurrence) in an order shuffled by numpy's PCG64 generator
+    seeded with `seed`; each part takes groups until it holds its share of that label's examples.
+    Depends only on the data order and the seed, so it is identical on any machine.
+
+    Returns: a list of sorted int arrays, e.g. [validation, test, train] for two fractions.
+    """
+    first = {}
+    groups = []
+    for index, text in enumerate(texts):
+        if text not in first:
+            first[text] = len(groups)
+            groups.append([])
+        groups[first[text]].append(index)
+    group_labels = [labels[members[0]] for members in groups]
+    rng = np.random.default_rng(seed)
+    parts = [[] for _ in range(len(fractions) + 1)]
+    for label in sorted(set(group_labels)):
+        chosen = [g for g, group_label in enumerate(group_labels) if group_label == label]
+        total = sum(len(groups[g]) for g in chosen)
+        targets = [int(total * fraction + 0.5) for fraction in fractions]
+        while sum(targets) >= total and any(targets):  # leave the rest at least one example
+            targets[targets.index(max(targets))] -= 1
+        counts = [0] * len(fractions)
+        for g in rng.permutation(len(chosen)):
+            members = groups[chosen[g]]
+            part = next((p for p, (c, t) in enumerate(zip(counts, targets)) if c < t), len(fractions))
+            parts[part].extend(members)
+            if part < len(fractions):
+                counts[part] += len(members)
+    return [np.sort(np.asarray(part, dtype="int64")) for part in parts]
+
+
+def split(everything, config):
+    """{"train", "validation", "test"} LabelledTexts, 80/10/10 by default (see grouped_stratified_split)."""
+    validation, test, train = grouped_stratified_split(
+        everything.texts,
+        everything.labels,
+        (config.data.validation_fraction, config.data.test_fraction),
+        config.data.split_seed,
+    )
+    return {"train": everything.subset(train), "validation": everything.subset(validation), "test": everything.subset(test)}
+
+
+def split_digest(splits):
+    """A short fingerprint of which texts are in which split, recorded in assets.json."""
+    content = {name: sorted(splits[name].texts) for name in SPLIT_NAMES}
+    return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
+def load_data(config, data_path=None):
+    """Return {"train", "validation", "test"} LabelledTexts from one file, split as described above."""
+    splits = split(read_data(config, data_path), config)
+    count = config.data.max_train_examples
+    train = splits["train"]
+    if count is not None and count < len(train):
+        order = np.random.default_rng(config.data.split_seed).permutation(len(train))[:count]
+        splits["train"] = train.subset(np.sort(order))
+    labels = set(splits["train"].labels)
+    for name in ("validation", "test"):
+        part = splits[name]
+        for position, label in enumerate(part.labels):
+            if label not in labels:  # only possible with a tiny max_train_examples
+                raise UserError(
+                    f"{part.source}:{part.lines[position]}: label {label!r} is not in the training split "
+                    "(raise data.max_train_examples)"
+                )
+    return splits
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def class_weights(targets, num_classes):
+    """{class index: total / (num_classes * count)}: each class carries the same total weight."""
+    counts = np.bincount(np.asarray(targets), minlength=num_classes)
+    return {index: float(len(targets) / (num_classes * count)) for index, count in enumerate(counts) if count}
+
+
+def prepare(config, splits):
+    labels = sorted(set(splits["train"].labels))
+    weights = None
+    if config.train.class_weights:
+        weights = class_weights(data_lib.encode_labels(splits["train"], labels), len(labels))
+    prepared = classification.prepare(config, splits, labels, class_weight=weights)
+    prepared.assets["split"] = {
+        "seed": config.data.split_seed,
+        "digest": split_digest(splits),
+        "counts": {name: {label: splits[name].labels.count(label) for label in labels} for name in SPLIT_NAMES},
+    }
+    if weights:
+        prepared.assets["class_weight"] = {labels[index]: weight for index, weight in weights.items()}
+    return prepared
+
+
+def build_model(config, sizes):
+    """Token ids (batch, time) int32 -> (batch, 1) P(positive) for 2 classes, else (batch, num_classes)."""
+    return classification.build_classifier(config, sizes)
+
+
+def compile_model(model, config, sizes):
+    classification.compile_classifier(model, config, sizes)
+
+
+def tune_threshold(labels, positive_probabilities):
+    """The threshold maximising positive-class F1; 0.5 when the labels hold a single class."""
+    if len(set(np.asarray(labels).tolist())) < 2:
+        return 0.5
+    return metrics_lib.best_f1_threshold(labels, positive_probabilities, positive_index=1)
+
+
+def finish(model, config, prepared, splits):
+    """The exported model (raw strings -> probabilities) and, for two classes, the tuned threshold."""
+    exported = classification.export(model, config, prepared.assets)
+    if prepared.sizes["num_classes"] != 2:
+        return exported, {}
+    validation = splits["validation"]
+    labels = data_lib.encode_labels(validation, prepared.assets["labels"])
+    probabilities = classification.predict_probabilities(exported, validation.texts)[:, 1]
+    threshold = tune_threshold(labels, probabilities)
+    print(f"decision threshold tuned on validation (max F1 of {prepared.assets['labels'][1]!r}): {threshold:.4f}")
+    return exported, {"threshold": threshold}
+
+
+def evaluate(run, part, split="test"):
+    return classification.evaluate(run.model, part, run.assets, out_dir=run.directory, split=split)
+
+
+def predict(run, texts):
+    return classification.predictions(run.model, texts, run.assets["label_names"], run.assets.get("threshold", 0.5))
