@@ -249,6 +249,8 @@ def load_tfds(name, split, tag_feature, token_feature="tokens"):
         tokens = [token.decode("utf-8") for token in example[token_feature]]
         raw = example[tag_feature]
         tags = [names[int(t)] if names else t.decode("utf-8") for t in raw]
+        if len(tags) != len(tokens):
+            raise UserError(f"tfds:{name}/{split}: an example has {len(tokens)} tokens but {len(tags)} tags")
         if tokens:
             sentences.tokens.append(tokens)
             sentences.tags.append(tags)

@@ -262,6 +262,30 @@ class CharEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
+class MaskFromIds(keras.layers.Layer):
+    """[features (batch, time, dim), word ids (batch, time)] -> the features, masked where the id is 0.
+
+    Keras' Concatenate ORs the masks of its inputs (an unmasked char or casing vector would unmask
+    padding), so the padding mask is set again after concatenation, from the word ids.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        # A new tensor (padding zeroed), so the mask Keras attaches is not the one Concatenate set.
+        features, word_ids = inputs
+        return features * ops.cast(ops.not_equal(word_ids, PAD_ID), features.dtype)[:, :, None]
+
+    def compute_mask(self, inputs, mask=None):
+        return ops.not_equal(inputs[1], PAD_ID)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="zoo")
 class TokenMask(keras.layers.Layer):
     """Tokens (batch, time) string -> (batch, time) bool, True on real tokens."""
 
@@ -275,6 +299,13 @@ class TokenMask(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="zoo")
 class MaskedArgmax(keras.layers.Layer):
     """Probabilities (batch, time, tags) and a mask (batch, time) -> tag ids (batch, time) int32, -1 on padding."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # padding is marked by -1 in the output itself
 
     def call(self, probabilities, token_mask):
         return ops.where(token_mask, ops.cast(ops.argmax(probabilities, axis=-1), "int32"), PAD_TAG)
@@ -337,6 +368,7 @@ def build_tagger(config, sizes, name="tagger"):
             keras.layers.Embedding(len(CASINGS), model_config.casing_dim, name="casing_embedding")(inputs["casing_ids"])
         )
     features = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="token_vectors")(parts)
+    features = MaskFromIds(name="padding_mask")([features, inputs["word_ids"]])
     features = keras.layers.Dropout(model_config.dropout_rate, name="input_dropout")(features)
     features = recurrent.recurrent_stack(features, model_config, return_sequences=True, name="tagger_rnn")
     features = keras.layers.Dropout(model_config.dropout_rate, name="output_dropout")(features)
