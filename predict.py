@@ -1,6 +1,6 @@
 """Predict with a trained run: `python predict.py RUN_DIR "some text" ...` or `--input FILE`.
 
-Prints one JSON line per input.
+Prints one JSON line per input; `--format conll` writes `token<TAB>tag` columns for tagging runs.
 """
 
 import argparse
@@ -16,6 +16,8 @@ def parse_args():
     parser.add_argument("inputs", nargs="*", help="inputs given on the command line")
     parser.add_argument("--input", help="a file with one input per line ('-' for standard input)")
     parser.add_argument("--batch-size", type=int, default=256, help="inputs read and predicted at a time")
+    parser.add_argument("--format", default="json",
+                        help="json (one line per input), or a text format the task offers (tagging: conll)")
     return parser.parse_args()
 
 
@@ -47,9 +49,18 @@ def main():
     from zoo import run as run_lib
 
     run = run_lib.load(args.run_dir)
+    formatter = getattr(run.task, "format_predictions", None)
+    if args.format != "json" and formatter is None:
+        from zoo.errors import UserError
+
+        raise UserError(f"--format {args.format}: the {run.task_name} task writes json only")
     for batch in _batches(args):
-        for row in run.task.predict(run, batch):
-            print(json.dumps(row, ensure_ascii=False))
+        rows = run.task.predict(run, batch)
+        if args.format == "json":
+            for row in rows:
+                print(json.dumps(row, ensure_ascii=False))
+        else:
+            print(formatter(rows, args.format), end="\n" if rows else "")
 
 
 if __name__ == "__main__":
