@@ -7,16 +7,16 @@ import os
 from zoo.cli import run_main
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dir", help="a run directory written by train.py")
     parser.add_argument("--split", choices=("test", "validation"), default="test")
     parser.add_argument("--data", help="the data source, if training used --data")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     from zoo import run as run_lib
     from zoo.io import atomic_write_json
 

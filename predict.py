@@ -10,7 +10,7 @@ import sys
 from zoo.cli import run_main
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dir", help="a run directory written by train.py")
     parser.add_argument("inputs", nargs="*", help="inputs given on the command line")
@@ -18,7 +18,7 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=256, help="inputs read and predicted at a time")
     parser.add_argument("--format", default="json",
                         help="json (one line per input), or a text format the task offers (tagging: conll)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def _batches(args):
@@ -44,8 +44,8 @@ def _batches(args):
         raise UserError("give inputs on the command line or --input FILE")
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     from zoo import run as run_lib
 
     run = run_lib.load(args.run_dir)

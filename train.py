@@ -6,7 +6,7 @@ import os
 from zoo.cli import resolve_config, run_main
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", required=True, help="task name, e.g. sentiment")
     parser.add_argument("--preset", help="a named set of overrides defined by the task (e.g. quick)")
@@ -20,11 +20,11 @@ def parse_args():
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.units=128 (repeatable)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     from zoo import run
     from zoo.registry import get_task
 

@@ -55,6 +55,12 @@ class ModelConfig(RecurrentConfig):
     bidirectional: bool = True
     dropout_rate: float = 0.3
     embedding_dim: int = 128
+    pooling: str = "last"  # "last" state or "mean" over all steps
+
+    def validate(self):
+        super().validate()
+        if self.pooling not in ("last", "mean"):
+            raise UserError(f"model.pooling={self.pooling!r}: expected last or mean")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,10 +47,19 @@ def prepare(config, splits, labels, label_names=None, class_weight=None):
 def build_classifier(config, sizes, name="classifier"):
     """Token ids (batch, time) int32, 0-padded -> class probabilities.
 
+    `config.model.pooling` picks the sequence summary: "last" (the final state of each direction)
+    or "mean" (the masked average of every step's output).
+
     Output is (batch, 1) sigmoid for two classes, (batch, num_classes) softmax otherwise.
     """
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    features = recurrent.embed_and_encode(token_ids, config.model, sizes["vocab_size"])
+    pooling = getattr(config.model, "pooling", "last")
+    features = recurrent.embed_and_encode(
+        token_ids, config.model, sizes["vocab_size"], return_sequences=pooling != "last"
+    )
+    if pooling == "mean":
+        # Averages only the real steps: GlobalAveragePooling1D honours the padding mask.
+        features = keras.layers.GlobalAveragePooling1D(name="mean_pool")(features)
     features = keras.layers.Dropout(config.model.dropout_rate, name="head_dropout")(features)
     binary = sizes["num_classes"] == 2
     probabilities = keras.layers.Dense(
@@ -83,16 +92,17 @@ def export(classifier, config, assets):
 
 
 def predict_probabilities(model, texts, batch_size=128):
-    """(n, num_classes) probabilities for raw `texts`, computed in length-sorted batches."""
+    """(n, num_classes) probabilities for raw `texts`, computed in length-sorted batches.
+
+    Sorting by length keeps per-batch padding small; `predict` runs the model as a compiled
+    graph (an eager call would step the recurrent loop op by op).
+    """
     texts = list(texts)
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        batch = tf.constant([texts[i] for i in order[start : start + batch_size]], dtype=tf.string)
-        chunks.append(np.asarray(model(batch, training=False)))
-    if not chunks:
+    if not texts:
         return np.zeros((0, 2))
-    sorted_probabilities = np.concatenate(chunks)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    strings = tf.data.Dataset.from_tensor_slices(tf.constant([texts[i] for i in order], dtype=tf.string))
+    sorted_probabilities = model.predict(strings.batch(batch_size), verbose=0)
     if sorted_probabilities.shape[-1] == 1:  # sigmoid output: expand to two columns
         sorted_probabilities = np.concatenate([1 - sorted_probabilities, sorted_probabilities], axis=-1)
     probabilities = np.empty_like(sorted_probabilities)

@@ -54,22 +54,23 @@ def _field_types(config):
     return typing.get_type_hints(type(config))
 
 
-def override(config, key, value):
+def override(config, key, value, full_key=None):
     """Return a copy of `config` with the dotted `key` set from the string `value`."""
+    full_key = full_key or key
     section, _, rest = key.partition(".")
     names = {field.name for field in dataclasses.fields(config)}
     if section not in names:
         raise UserError(
-            f"--set {key}: unknown key {section!r}; valid keys here: {', '.join(sorted(names))}"
+            f"--set {full_key}: unknown key {section!r}; valid keys here: {', '.join(sorted(names))}"
         )
     current = getattr(config, section)
     if dataclasses.is_dataclass(current):
         if not rest:
-            raise UserError(f"--set {key}: {section!r} is a section; name one of its keys")
-        return dataclasses.replace(config, **{section: override(current, rest, value)})
+            raise UserError(f"--set {full_key}: {section!r} is a section; name one of its keys")
+        return dataclasses.replace(config, **{section: override(current, rest, value, full_key)})
     if rest:
-        raise UserError(f"--set {key}: {section!r} is not a section")
-    coerced = _coerce(value, _field_types(config)[section], key)
+        raise UserError(f"--set {full_key}: {section!r} is not a section")
+    coerced = _coerce(value, _field_types(config)[section], full_key)
     return dataclasses.replace(config, **{section: coerced})
 
 
