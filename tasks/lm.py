@@ -1,0 +1,658 @@
+"""Language modelling: next-token prediction (word-level Penn Treebank, char-level Tiny Shakespeare) with truncated BPTT.
+
+Use from your own code:
+
+    from tasks.lm import Config, build_core
+    model = build_core(Config(), {"vocab_size": 10002})
+    # model: int32 token ids (batch, time) -> (batch, time, vocab_size) next-token logits
+
+Data, first match wins:
+    word level (default): `--data FOLDER` holding ptb.{train,valid,test}.txt, or `--data FILE` (any
+        plain text, split 90/5/5 by lines), then `$RNN_ZOO_DATA/ptb/`.
+    char level (`--set data.level=char`, `--preset shakespeare`): `--data FILE` (any plain text,
+        split 90/5/5 by characters) or a folder holding input.txt, then
+        `$RNN_ZOO_DATA/tiny_shakespeare/input.txt`, then tensorflow-datasets `tiny_shakespeare`.
+        The local split is the same as tfds': first 90% train, next 5% validation, last 5% test.
+
+Word level: a line break is the `<eos>` token and words are split on whitespace, as in the Mikolov
+files; the text is not lower-cased (PTB already is, and its number token is `N`).
+Char level: every character, line breaks included, is a token.
+
+Truncated BPTT: each split is laid out as `batch_size` contiguous streams cut into windows of
+`data.bptt_steps` tokens. With `model.stateful=true` (default) batches follow each other in stream
+order and the recurrent state carries from one window to the next (reset at every epoch and before
+every evaluation); gradients stay inside a window. With `model.stateful=false` windows are
+independent, shuffled, and every window starts from a zero state.
+"""
+
+import collections
+import dataclasses
+import math
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import data as data_lib
+from zoo import decoding
+from zoo.errors import UserError
+from zoo.recurrent import RecurrentConfig, make_layer
+from zoo.training import Prepared, TrainConfig
+
+PAD_ID = 0
+OOV_ID = 1
+EOS = "<eos>"
+UNK = "<unk>"
+LEVELS = ("word", "char")
+SCHEDULES = ("constant", "plateau", "step")
+OPTIMIZERS = ("adam", "sgd")
+CORE_NAME = "language_model"
+PTB_FOLDER = "ptb"
+SHAKESPEARE_FOLDER = "tiny_shakespeare"
+TFDS_NAME = "tiny_shakespeare"
+WARM_UP_TOKENS = {"word": 100, "char": 300}  # context read before a prompt by stateful models
+TRAIN_FRACTION = 0.9  # of a single text file; the rest is halved into validation and test
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    level: str = "word"  # "word" or "char"
+    bptt_steps: int = 35  # window length: gradients flow back at most this many steps
+    vocab_size: Optional[int] = None  # None keeps every training token; counts the 2 reserved ids
+    max_train_tokens: Optional[int] = None  # take the first N training tokens (quick runs)
+    max_eval_tokens: Optional[int] = None  # take the first N validation/test tokens
+
+    def validate(self):
+        if self.level not in LEVELS:
+            raise UserError(f"data.level={self.level!r}: expected one of {', '.join(LEVELS)}")
+        if self.bptt_steps < 1:
+            raise UserError(f"data.bptt_steps={self.bptt_steps}: must be at least 1")
+        if self.vocab_size is not None and self.vocab_size < 3:
+            raise UserError(f"data.vocab_size={self.vocab_size}: must be at least 3 (or none)")
+        for name in ("max_train_tokens", "max_eval_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise UserError(f"data.{name}={value}: must be at least 2 (or none)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(RecurrentConfig):
+    cell: str = "lstm"
+    units: int = 200
+    num_layers: int = 2
+    bidirectional: bool = False  # a language model only sees the past
+    dropout_rate: float = 0.1  # on the input of every recurrent layer and on the output
+    embedding_dim: int = 200
+    tie_embeddings: bool = True  # output logits reuse the (transposed) input embedding matrix
+    stateful: bool = True  # carry the hidden state across BPTT windows
+
+    def validate(self):
+        super().validate()
+        if self.bidirectional:
+            raise UserError("model.bidirectional=true: a language model cannot look at future tokens")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMTrainConfig(TrainConfig):
+    """The shared training section plus the optimizer and learning-rate schedule."""
+
+    optimizer: str = "adam"  # "adam" or "sgd"
+    lr_schedule: str = "step"  # constant | plateau (decay when val loss stalls) | step (decay every epoch)
+    lr_decay: float = 0.5  # factor applied at each decay
+    decay_after_epochs: int = 2  # step schedule: epochs at the full rate before decaying
+
+    def validate(self):
+        super().validate()
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"train.optimizer={self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in SCHEDULES:
+            raise UserError(f"train.lr_schedule={self.lr_schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        if not 0 < self.lr_decay <= 1:
+            raise UserError(f"train.lr_decay={self.lr_decay}: must be in (0, 1]")
+        if self.decay_after_epochs < 0:
+            raise UserError(f"train.decay_after_epochs={self.decay_after_epochs}: must be at least 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: LMTrainConfig = LMTrainConfig(epochs=5, batch_size=32, learning_rate=2e-3, clipnorm=1.0, patience=3)
+
+
+PRESETS = {
+    "quick": {"data.max_train_tokens": 50000, "data.max_eval_tokens": 10000, "model.units": 64,
+              "model.embedding_dim": 64, "model.num_layers": 1, "train.epochs": 2},
+    "shakespeare": {"data.level": "char", "data.bptt_steps": 100, "model.units": 256, "model.embedding_dim": 64,
+                    "model.tie_embeddings": False, "model.dropout_rate": 0.2, "train.batch_size": 64,
+                    "train.epochs": 12, "train.decay_after_epochs": 6},
+    "zaremba_small": {"data.bptt_steps": 20, "train.batch_size": 20, "model.dropout_rate": 0.0,
+                      "model.tie_embeddings": False, "train.optimizer": "sgd", "train.learning_rate": 1.0,
+                      "train.clipnorm": 5.0, "train.lr_schedule": "step", "train.lr_decay": 0.5,
+                      "train.decay_after_epochs": 4, "train.epochs": 13, "train.patience": 13},
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass
+class Corpus:
+    """One split as raw text, with where it came from (for messages)."""
+
+    text: str
+    source: str
+
+    def __len__(self):
+        return len(self.text)
+
+
+def tokenize(text, level):
+    """Text -> list of tokens: words with `<eos>` for each line break, or single characters."""
+    if level == "char":
+        return list(text)
+    return text.replace("\n", f" {EOS} ").split()
+
+
+def detokenize(tokens, level):
+    """Inverse of `tokenize` up to whitespace: `<eos>` becomes a line break."""
+    if level == "char":
+        return "".join(tokens)
+    return " ".join(tokens).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n")
+
+
+def build_vocabulary(tokens, max_size=None):
+    """Training tokens by frequency (ties alphabetical); ids start at 2 (0 padding, 1 out of vocabulary)."""
+    counts = collections.Counter(tokens)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    if max_size is not None:
+        ranked = ranked[: max_size - 2]
+    if not ranked:
+        raise UserError("the training text gave an empty vocabulary")
+    return [token for token, _ in ranked]
+
+
+def unknown_id(vocabulary):
+    """Unknown tokens map to the corpus' own `<unk>` when it has one (PTB does), else to id 1."""
+    return vocabulary.index(UNK) + 2 if UNK in vocabulary else OOV_ID
+
+
+def encode(tokens, vocabulary):
+    """Tokens -> int32 ids (n,) with the vocabulary's ids."""
+    index = {token: position + 2 for position, token in enumerate(vocabulary)}
+    unknown = unknown_id(vocabulary)
+    return np.fromiter((index.get(token, unknown) for token in tokens), dtype="int32", count=len(tokens))
+
+
+def _read(path):
+    with data_lib.open_text(path) as handle:
+        text = handle.read()
+    if not text.strip():
+        raise UserError(f"{path}: the file is empty")
+    return text
+
+
+def _split_text(text, source, level):
+    """Contiguous 90/5/5 split: by characters at char level, by lines at word level.
+
+    The cut points are computed exactly as tfds `tiny_shakespeare` does (90% train, then the rest
+    halved), so the local copy and the tfds download give identical splits.
+    """
+    units = text if level == "char" else text.splitlines(keepends=True)
+    total = len(units)
+    first = int(total * TRAIN_FRACTION)
+    second = first + int((total - first) * 0.5)
+    if first < 1 or second <= first or second >= total:
+        raise UserError(f"{source}: too short to split into train/validation/test ({total} {level} units)")
+    parts = {"train": units[:first], "validation": units[first:second], "test": units[second:]}
+    return {name: Corpus("".join(part), f"{source} ({name})") for name, part in parts.items()}
+
+
+def _load_ptb_folder(folder):
+    splits = {}
+    for name, stem in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        path = os.path.join(folder, f"ptb.{stem}.txt")
+        if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
+            path += ".gz"
+        if not os.path.isfile(path):
+            raise UserError(f"{folder}: no ptb.{stem}.txt (word level expects ptb.train/valid/test.txt)")
+        splits[name] = Corpus(_read(path), path)
+    return splits
+
+
+def _load_tfds_shakespeare():
+    import tensorflow_datasets as tfds
+
+    splits = {}
+    for name in ("train", "validation", "test"):
+        texts = [row["text"].decode("utf-8") for row in tfds.as_numpy(tfds.load(TFDS_NAME, split=name))]
+        splits[name] = Corpus("".join(texts), f"tfds:{TFDS_NAME}/{name}")
+    return splits
+
+
+def load_data(config, data_path=None):
+    """Return {"train", "validation", "test"}: Corpus (raw text of each split)."""
+    level = config.data.level
+    if data_path:
+        if os.path.isfile(data_path):
+            return _split_text(_read(data_path), data_path, level)
+        if not os.path.isdir(data_path):
+            raise UserError(f"--data {data_path}: no such file or directory")
+        if level == "word":
+            return _load_ptb_folder(data_path)
+        path = os.path.join(data_path, "input.txt")
+        if not os.path.isfile(path):
+            raise UserError(f"--data {data_path}: no input.txt (char level expects one plain-text file)")
+        return _split_text(_read(path), path, level)
+    if level == "word":
+        folder = data_lib.local_copy(PTB_FOLDER)
+        if folder is None:
+            raise UserError(
+                f"word level needs the Penn Treebank files: set ${data_lib.DATA_ENV} to a folder holding "
+                f"{PTB_FOLDER}/ptb.train.txt (and valid, test), or pass --data FOLDER or a text file"
+            )
+        return _load_ptb_folder(folder)
+    folder = data_lib.local_copy(SHAKESPEARE_FOLDER)
+    if folder is not None:
+        return _split_text(_read(os.path.join(folder, "input.txt")), os.path.join(folder, "input.txt"), level)
+    return _load_tfds_shakespeare()
+
+
+def split_ids(corpus, config, vocabulary, limit=None):
+    """A split's int32 ids (n,), cut to the first `limit` tokens if given."""
+    tokens = tokenize(corpus.text, config.data.level)
+    if limit is not None:
+        tokens = tokens[:limit]
+    if len(tokens) < 2:
+        raise UserError(f"{corpus.source}: fewer than 2 tokens; nothing to predict")
+    return encode(tokens, vocabulary)
+
+
+def stream_windows(ids, batch_size, bptt_steps):
+    """Lay a token sequence out as `batch_size` contiguous streams cut into windows.
+
+    Every position but the first is predicted exactly once: stream b covers the predicted
+    positions [b * length, (b + 1) * length) with length = ceil((n - 1) / batch_size); the inputs
+    are the tokens one step earlier (teacher forcing). The ends are padded with id 0 and weight 0.
+
+    Args:
+        ids: int (n,) token ids.
+    Returns:
+        inputs, targets: int32 (windows, batch_size, bptt_steps); weights: float32 (same shape),
+        1 for a real target and 0 for padding. Window w of row b follows window w - 1 of row b.
+    """
+    ids = np.asarray(ids, dtype="int32")
+    predicted = len(ids) - 1
+    if predicted < 1:
+        raise UserError("a split needs at least 2 tokens to form one prediction")
+    length = -(-predicted // batch_size)
+    windows = -(-length // bptt_steps)
+    padded = windows * bptt_steps
+    inputs = np.zeros((batch_size, padded), dtype="int32")
+    targets = np.zeros((batch_size, padded), dtype="int32")
+    weights = np.zeros((batch_size, padded), dtype="float32")
+    for row in range(batch_size):
+        start = row * length
+        stop = min(start + length, predicted)
+        if stop <= start:
+            break
+        count = stop - start
+        inputs[row, :count] = ids[start:stop]
+        targets[row, :count] = ids[start + 1 : stop + 1]
+        weights[row, :count] = 1.0
+
+    def windowed(array):
+        return array.reshape(batch_size, windows, bptt_steps).transpose(1, 0, 2)
+
+    return windowed(inputs), windowed(targets), windowed(weights)
+
+
+def window_dataset(ids, batch_size, bptt_steps, stateful, shuffle_seed=None):
+    """A tf.data pipeline of (inputs, targets, weights) batches, each (batch_size, bptt_steps).
+
+    Stateful: batches in stream order, always full. Otherwise the windows are independent
+    examples, reshuffled every epoch when `shuffle_seed` is given.
+    """
+    inputs, targets, weights = stream_windows(ids, batch_size, bptt_steps)
+    if stateful:
+        dataset = tf.data.Dataset.from_tensor_slices((inputs, targets, weights))
+    else:
+        flat = [array.reshape(-1, bptt_steps) for array in (inputs, targets, weights)]
+        keep = flat[2].sum(axis=1) > 0  # all-padding rows carry no target
+        flat = [array[keep] for array in flat]
+        dataset = tf.data.Dataset.from_tensor_slices(tuple(flat))
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(len(flat[0]), seed=shuffle_seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size)
+    return dataset.with_options(data_lib.deterministic_options()).prefetch(data_lib.AUTOTUNE)
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Zero every stateful RNN's state at each epoch start and before each validation pass."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        reset_states(self.model)
+
+    def on_test_begin(self, logs=None):
+        reset_states(self.model)
+
+    def on_test_end(self, logs=None):
+        reset_states(self.model)
+
+
+def reset_states(model):
+    """Zero the state of every stateful recurrent layer of `model` (nested models included)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.RNN) and layer.stateful:
+            layer.reset_state()
+
+
+def learning_rate_callbacks(train_config):
+    """Keras callbacks implementing `train.lr_schedule`."""
+    if train_config.lr_schedule == "plateau":
+        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=train_config.lr_decay, patience=0,
+                                                  min_lr=train_config.learning_rate * 1e-3, verbose=1)]
+    if train_config.lr_schedule == "step":
+        def rate(epoch, current):
+            return train_config.learning_rate * train_config.lr_decay ** max(0, epoch + 1 - train_config.decay_after_epochs)
+
+        return [keras.callbacks.LearningRateScheduler(rate)]
+    return []
+
+
+def prepare(config, splits):
+    """Vocabulary from the training split, then window pipelines for train and validation."""
+    train_tokens = tokenize(splits["train"].text, config.data.level)
+    if config.data.max_train_tokens is not None:
+        train_tokens = train_tokens[: config.data.max_train_tokens]
+    vocabulary = build_vocabulary(train_tokens, config.data.vocab_size)
+    train_ids = encode(train_tokens, vocabulary)
+    if len(train_ids) < 2:
+        raise UserError(f"{splits['train'].source}: fewer than 2 tokens; nothing to predict")
+    validation_ids = split_ids(splits["validation"], config, vocabulary, config.data.max_eval_tokens)
+    batch, steps, stateful = config.train.batch_size, config.data.bptt_steps, config.model.stateful
+    callbacks = learning_rate_callbacks(config.train)
+    if stateful:
+        callbacks.insert(0, ResetStates())
+    return Prepared(
+        train=window_dataset(train_ids, batch, steps, stateful, shuffle_seed=config.train.seed),
+        validation=window_dataset(validation_ids, batch, steps, stateful),
+        sizes={"vocab_size": len(vocabulary) + 2, "train_tokens": int(len(train_ids)),
+               "validation_tokens": int(len(validation_ids))},
+        assets={"vocabulary": vocabulary, "level": config.data.level},
+        callbacks=callbacks,
+    )
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TiedEmbedding(keras.layers.Layer):
+    """One matrix for the input embedding and the output projection (Press & Wolf 2017).
+
+    Called on int ids (batch, time) it embeds them -> (batch, time, embedding_dim);
+    called on floats (batch, time, embedding_dim) it gives logits -> (batch, time, vocab_size)
+    as x @ E^T + b. Use the same layer object for both calls.
+    """
+
+    def __init__(self, vocab_size, embedding_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = int(vocab_size)
+        self.embedding_dim = int(embedding_dim)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(shape=(self.vocab_size, self.embedding_dim), name="embeddings",
+                                          initializer=keras.initializers.RandomUniform(-0.05, 0.05))
+        self.output_bias = self.add_weight(shape=(self.vocab_size,), name="output_bias", initializer="zeros")
+
+    def call(self, inputs):
+        if "int" in str(inputs.dtype):
+            return keras.ops.take(self.embeddings, inputs, axis=0)
+        return keras.ops.matmul(inputs, keras.ops.transpose(self.embeddings)) + self.output_bias
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) == 2:
+            return tuple(input_shape) + (self.embedding_dim,)
+        return tuple(input_shape[:-1]) + (self.vocab_size,)
+
+    def compute_output_spec(self, inputs):
+        dtype = self.compute_dtype
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim}
+
+
+def build_core(config, sizes, batch_size=None, stateful=False):
+    """Token ids (batch, time) int32 -> next-token logits (batch, time, vocab_size).
+
+    `stateful=True` needs a fixed `batch_size`: each recurrent layer then keeps its final state
+    as the initial state of the next call until `reset_states`. The weights do not depend on
+    either argument, so copies with other batch sizes share them via get/set_weights.
+    """
+    model_config = config.model
+    vocab_size = sizes["vocab_size"]
+    token_ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="token_ids")
+    if model_config.tie_embeddings:
+        embedding = TiedEmbedding(vocab_size, model_config.embedding_dim, name="tied_embedding")
+    else:
+        embedding = keras.layers.Embedding(vocab_size, model_config.embedding_dim, name="embedding")
+    x = embedding(token_ids)
+    for index in range(model_config.num_layers):
+        layer = make_layer(model_config.cell, model_config.units, return_sequences=True,
+                           dropout_rate=model_config.dropout_rate, name=f"rnn_{index + 1}", stateful=stateful)
+        x = layer(x)
+    x = keras.layers.Dropout(model_config.dropout_rate, name="output_dropout")(x)
+    if model_config.tie_embeddings:
+        if model_config.units != model_config.embedding_dim:
+            x = keras.layers.Dense(model_config.embedding_dim, name="tie_projection")(x)
+        logits = embedding(x)
+    else:
+        logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    return keras.Model(token_ids, logits, name=CORE_NAME)
+
+
+def build_model(config, sizes):
+    """The trainable model: `build_core`, stateful with the training batch size when `model.stateful`."""
+    if config.model.stateful:
+        return build_core(config, sizes, batch_size=config.train.batch_size, stateful=True)
+    return build_core(config, sizes)
+
+
+def make_optimizer(train_config):
+    clip = train_config.clipnorm or None
+    if train_config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=train_config.learning_rate, global_clipnorm=clip)
+    return keras.optimizers.Adam(learning_rate=train_config.learning_rate, global_clipnorm=clip)
+
+
+def compile_model(model, config, sizes):
+    # The mean over real (weight 1) targets only: padding at stream ends must not dilute the loss.
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+    model.compile(optimizer=make_optimizer(config.train), loss=loss, jit_compile=config.train.jit_compile)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LMTokenizer(keras.layers.Layer):
+    """Raw text (batch,) string -> token ids (batch, time) int32, right-padded with 0.
+
+    The same rules as `tokenize`/`encode`: words split on whitespace with `<eos>` per line
+    break, or single characters. The vocabulary lives in the layer config, so line breaks and
+    spaces (char level) survive saving.
+    """
+
+    def __init__(self, vocabulary, level="word", **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary = list(vocabulary)
+        self.level = level
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(self.vocabulary, dtype=tf.string),
+                tf.range(2, len(self.vocabulary) + 2, dtype=tf.int64),
+            ),
+            default_value=unknown_id(self.vocabulary),
+        )
+
+    def call(self, texts):
+        texts = tf.convert_to_tensor(texts, dtype=tf.string)
+        if self.level == "char":
+            pieces = tf.strings.unicode_split(texts, "UTF-8")
+        else:
+            pieces = tf.strings.split(tf.strings.regex_replace(texts, "\n", f" {EOS} "))
+        ids = tf.ragged.map_flat_values(self._table.lookup, pieces)
+        return tf.cast(ids.to_tensor(default_value=PAD_ID), tf.int32)
+
+    def compute_output_spec(self, texts):
+        return keras.KerasTensor((texts.shape[0], None), dtype="int32")
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary": self.vocabulary, "level": self.level}
+
+
+def export(core, config, sizes, assets):
+    """Raw strings (batch,) -> next-token logits (batch, time, vocab_size), zero initial state."""
+    plain = build_core(config, sizes)
+    plain.set_weights(core.get_weights())
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    token_ids = LMTokenizer(assets["vocabulary"], assets["level"], name="tokenizer")(texts)
+    return keras.Model(texts, plain(token_ids), name="exported_language_model")
+
+
+def warm_up_tokens(corpus, level, count=None):
+    """The last `count` tokens of `corpus` that end at a line break (the state at a sentence start).
+
+    A model trained statefully has almost never started from a zero state, so its first few
+    predictions from zeros are poor; generation first reads this context instead.
+    """
+    count = count or WARM_UP_TOKENS[level]
+    tokens = tokenize(corpus.text, level)
+    breaks = [position for position in range(len(tokens) - 1, max(-1, len(tokens) - 50 * count), -1)
+              if tokens[position] in (EOS, "\n")]
+    end = breaks[0] + 1 if breaks else len(tokens)
+    return tokens[max(0, end - count):end]
+
+
+def finish(model, config, prepared, splits):
+    state = {}
+    if config.model.stateful:
+        state["warm_up"] = warm_up_tokens(splits["train"], config.data.level)
+    return export(model, config, prepared.sizes, prepared.assets), state
+
+
+def core_copy(run, batch_size=None, stateful=False):
+    """A copy of the run's language model with its weights, for another batch size or statefulness."""
+    core = build_core(run.config, run.sizes, batch_size=batch_size, stateful=stateful)
+    core.set_weights(run.model.get_layer(CORE_NAME).get_weights())
+    return core
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def stream_cross_entropy(core, ids, batch_size, bptt_steps, stateful):
+    """Summed and mean next-token cross-entropy (nats) over every predicted position of `ids`.
+
+    `core` maps (batch_size, time) ids to logits; when `stateful` it must be a stateful model
+    built for `batch_size`, and its state is reset first and carried across windows.
+    Each of the len(ids) - 1 targets is scored exactly once, whatever the batch and window sizes.
+    """
+    inputs, targets, weights = stream_windows(ids, batch_size, bptt_steps)
+    if stateful:
+        reset_states(core)
+    total, count = 0.0, 0.0
+    for window in range(len(inputs)):
+        logits = core(inputs[window], training=False)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets[window], logits=logits)
+        total += float(tf.reduce_sum(tf.cast(losses, tf.float64) * weights[window]))
+        count += float(weights[window].sum())
+    if stateful:
+        reset_states(core)
+    return {"cross_entropy_sum": total, "tokens": int(count), "cross_entropy": total / count}
+
+
+def scores(mean_cross_entropy, level):
+    """Perplexity (word) or bits per character (char) from the mean cross-entropy in nats."""
+    if level == "char":
+        return {"bits_per_character": mean_cross_entropy / math.log(2), "perplexity": math.exp(mean_cross_entropy)}
+    return {"perplexity": math.exp(mean_cross_entropy)}
+
+
+def evaluate(run, corpus, split="test"):
+    """Cross-entropy, perplexity and (char level) bits per character over every token of `corpus`."""
+    config = run.config
+    ids = split_ids(corpus, config, run.assets["vocabulary"], config.data.max_eval_tokens)
+    batch_size = config.train.batch_size
+    stateful = config.model.stateful
+    core = core_copy(run, batch_size=batch_size if stateful else None, stateful=stateful)
+    result = stream_cross_entropy(core, ids, batch_size, config.data.bptt_steps, stateful)
+    metrics = {"split": split, "level": config.data.level, "tokens": result["tokens"],
+               "cross_entropy": result["cross_entropy"], **scores(result["cross_entropy"], config.data.level)}
+    headline = ("bits_per_character", "perplexity")[config.data.level == "word"]
+    metrics["report"] = f"{split}: {headline} {metrics[headline]:.4f} over {result['tokens']} tokens"
+    return metrics
+
+
+# ----------------------------------------------------------------------------- generation and prediction
+
+
+def generate(run, prompt, length=50, temperature=1.0, top_k=None, seed=None):
+    """Continue `prompt` with `length` tokens from a batch-1 stateful copy warmed on the prompt.
+
+    A statefully trained run first reads its saved `warm_up` context (training text ending at a
+    line break), so the prompt starts a new sentence or line from a realistic state.
+
+    Returns {"prompt", "continuation", "text", "token_ids"}.
+    """
+    decoding.check_options(temperature, top_k)
+    if length < 0:
+        raise UserError(f"--length {length}: must be at least 0")
+    level = run.assets["level"]
+    vocabulary = run.assets["vocabulary"]
+    tokens = tokenize(prompt, level)
+    if not tokens:
+        # An empty prompt starts a fresh sentence (word) or line (char).
+        tokens = [EOS] if level == "word" else ["\n"]
+        if tokens[0] not in vocabulary:
+            raise UserError("--prompt is empty and the vocabulary has no start token; give a prompt")
+    ids = encode(tokens, vocabulary)
+    core = core_copy(run, batch_size=1, stateful=True)
+    reset_states(core)
+    warm_up = run.assets.get("warm_up")
+    if warm_up:
+        core(encode(warm_up, vocabulary)[None, :], training=False)
+    first = np.asarray(core(ids[None, :], training=False))[:, -1]
+
+    def step(chosen):
+        return np.asarray(core(chosen[:, None].astype("int32"), training=False))[:, -1]
+
+    generated = decoding.generate(step, first, length, temperature=temperature, top_k=top_k, seed=seed,
+                                  banned_ids=(PAD_ID, OOV_ID))[0]
+    words = [vocabulary[i - 2] for i in generated]
+    continuation = detokenize(words, level)
+    separator = " " if level == "word" and prompt and not prompt.endswith(("\n", " ")) and words and words[0] != EOS else ""
+    return {"prompt": prompt, "continuation": continuation, "text": prompt + separator + continuation,
+            "token_ids": [int(i) for i in generated]}
+
+
+def predict(run, texts, top=5):
+    """For each text, the `top` most likely next tokens with their probabilities."""
+    vocabulary = run.assets["vocabulary"]
+    lengths = [len(tokenize(text, run.assets["level"])) for text in texts]
+    logits = np.asarray(run.model.predict(tf.constant(list(texts)), verbose=0))
+    rows = []
+    for text, length, row in zip(texts, lengths, logits):
+        if length == 0:
+            rows.append({"text": text, "next": []})
+            continue
+        probabilities = np.exp(decoding.log_softmax(row[length - 1]))
+        probabilities[[PAD_ID, OOV_ID]] = 0.0
+        best = np.argsort(-probabilities)[:top]
+        rows.append({"text": text, "next": [{"token": vocabulary[i - 2], "probability": float(probabilities[i])}
+                                            for i in best]})
+    return rows

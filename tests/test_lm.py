@@ -1,0 +1,333 @@
+"""The language-model task: stream batching, state across BPTT windows, perplexity, data sources, a real PTB run."""
+
+import collections
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks import lm
+from zoo import config as config_lib
+from zoo.errors import UserError
+
+
+def _config(**overrides):
+    return config_lib.apply_overrides(lm.Config(), {key: value for key, value in overrides.items()})
+
+
+# ----------------------------------------------------------------------------- stream batching
+
+
+@pytest.mark.parametrize("count,batch_size,bptt_steps", [(103, 4, 5), (50, 7, 3), (12, 1, 4), (9, 8, 2), (2, 3, 5)])
+def test_streams_cover_every_target_once_in_order_shifted_by_one(count, batch_size, bptt_steps):
+    ids = np.arange(2, count + 2, dtype="int32")
+    inputs, targets, weights = lm.stream_windows(ids, batch_size, bptt_steps)
+    assert inputs.shape == targets.shape == weights.shape
+    assert inputs.shape[1:] == (batch_size, bptt_steps)
+    collected_inputs, collected_targets = [], []
+    for row in range(batch_size):
+        # A stream is its row read window after window.
+        row_inputs = inputs[:, row].reshape(-1)
+        row_targets = targets[:, row].reshape(-1)
+        real = weights[:, row].reshape(-1) == 1
+        # Real targets form one prefix of the stream; padding only at its end.
+        assert not np.any(real[np.argmin(real):]) or real.all()
+        collected_inputs.extend(row_inputs[real])
+        collected_targets.extend(row_targets[real])
+        np.testing.assert_array_equal(row_inputs[real][1:], row_targets[real][:-1])
+        assert (row_inputs[~real] == 0).all() and (row_targets[~real] == 0).all()
+    # Rows concatenated in order give back the corpus: every target once, in order.
+    np.testing.assert_array_equal(collected_targets, ids[1:])
+    np.testing.assert_array_equal(collected_inputs, ids[:-1])
+
+
+def test_stateful_dataset_yields_windows_in_stream_order_and_stateless_covers_each_once():
+    ids = np.arange(2, 200, dtype="int32")
+    inputs, targets, weights = lm.stream_windows(ids, 4, 6)
+    batches = list(lm.window_dataset(ids, 4, 6, stateful=True).as_numpy_iterator())
+    assert len(batches) == len(inputs)
+    for window, (x, y, w) in enumerate(batches):
+        np.testing.assert_array_equal(x, inputs[window])
+        np.testing.assert_array_equal(y, targets[window])
+    stateless = list(lm.window_dataset(ids, 4, 6, stateful=False, shuffle_seed=1).as_numpy_iterator())
+    seen = np.concatenate([y[w == 1] for _, y, w in stateless])
+    assert sorted(seen.tolist()) == ids[1:].tolist()
+
+
+def test_tokenize_round_trip_and_unknown_words_map_to_the_corpus_unk():
+    text = " the cat sat\n the <unk> ran\n"
+    tokens = lm.tokenize(text, "word")
+    assert tokens == ["the", "cat", "sat", "<eos>", "the", "<unk>", "ran", "<eos>"]
+    assert lm.detokenize(tokens, "word") == "the cat sat\nthe <unk> ran\n"
+    vocabulary = lm.build_vocabulary(tokens)
+    assert vocabulary[:2] == ["<eos>", "the"]  # by count, ties alphabetical
+    unk = vocabulary.index("<unk>") + 2
+    np.testing.assert_array_equal(lm.encode(["the", "zebra"], vocabulary), [vocabulary.index("the") + 2, unk])
+    assert lm.tokenize("ab\n c", "char") == ["a", "b", "\n", " ", "c"]
+
+
+@pytest.mark.parametrize("level,text", [("word", "the cat\nsat on mat zebra"), ("char", "To be,\n or  not!")])
+def test_tokenizer_layer_matches_python_encoding(level, text):
+    vocabulary = lm.build_vocabulary(lm.tokenize("the cat sat on the mat\n" + "To be or not\n", level))
+    layer = lm.LMTokenizer(vocabulary, level)
+    ids = np.asarray(layer(tf.constant([text, ""])))
+    expected = lm.encode(lm.tokenize(text, level), vocabulary)
+    np.testing.assert_array_equal(ids[0, : len(expected)], expected)
+    assert (ids[0, len(expected):] == 0).all() and (ids[1] == 0).all()
+    restored = lm.LMTokenizer.from_config(json.loads(json.dumps(layer.get_config())))
+    np.testing.assert_array_equal(np.asarray(restored(tf.constant([text]))), ids[:1, : ids.shape[1]][:, : len(expected)])
+
+
+# ----------------------------------------------------------------------------- perplexity
+
+
+def _bigram_model(table, batch_size=None):
+    """A 'language model' whose logits at each position are table[current token]."""
+    token_ids = keras.Input(batch_shape=(batch_size, None), dtype="int32")
+    layer = keras.layers.Embedding(table.shape[0], table.shape[1])
+    logits = layer(token_ids)
+    model = keras.Model(token_ids, logits)
+    layer.set_weights([table.astype("float32")])
+    return model
+
+
+def test_perplexity_is_exp_of_the_mean_cross_entropy_of_a_hand_computed_case():
+    # Three tokens (ids 2, 3, 4) and a fixed bigram table of logits.
+    table = np.zeros((5, 5))
+    table[:, :2] = -1e9  # ids 0 and 1 (padding, out of vocabulary) get no probability
+    table[2, 2:] = [0.0, math.log(3.0), 0.0]  # after 2: p(2)=1/5, p(3)=3/5, p(4)=1/5
+    table[3, 2:] = [math.log(4.0), 0.0, 0.0]  # after 3: 4/6, 1/6, 1/6
+    table[4, 2:] = [0.0, 0.0, math.log(6.0)]  # after 4: 1/8, 1/8, 6/8
+    ids = np.array([2, 3, 2, 4, 4, 3, 3], dtype="int32")
+    # By hand: p(3|2)=3/5, p(2|3)=4/6, p(4|2)=1/5, p(4|4)=6/8, p(3|4)=1/8, p(3|3)=1/6.
+    probabilities = [3 / 5, 4 / 6, 1 / 5, 6 / 8, 1 / 8, 1 / 6]
+    mean_cross_entropy = -np.mean(np.log(probabilities))
+    for batch_size in (1, 2, 4, 9):
+        for bptt_steps in (1, 2, 5):
+            result = lm.stream_cross_entropy(_bigram_model(table), ids, batch_size, bptt_steps, stateful=False)
+            assert result["tokens"] == len(ids) - 1  # every target exactly once, padding excluded
+            assert result["cross_entropy"] == pytest.approx(mean_cross_entropy, rel=1e-6)
+    scores = lm.scores(mean_cross_entropy, "word")
+    assert scores["perplexity"] == pytest.approx(math.exp(mean_cross_entropy))
+    assert scores["perplexity"] == pytest.approx(np.prod(probabilities) ** (-1 / 6))
+    bits = lm.scores(mean_cross_entropy, "char")["bits_per_character"]
+    assert bits == pytest.approx(-np.mean(np.log2(probabilities)))
+
+
+# ----------------------------------------------------------------------------- state across windows
+
+
+def _tiny_config(cell="lstm", **extra):
+    return _config(**{"model.cell": cell, "model.units": 8, "model.embedding_dim": 6, "model.num_layers": 2,
+                      "model.dropout_rate": 0.0, "model.tie_embeddings": False, **extra})
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
+def test_stateful_model_carries_state_across_windows_and_resets_when_asked(cell):
+    config = _tiny_config(cell)
+    sizes = {"vocab_size": 12}
+    keras.utils.set_random_seed(0)
+    stateful = lm.build_core(config, sizes, batch_size=2, stateful=True)
+    plain = lm.build_core(config, sizes)
+    plain.set_weights(stateful.get_weights())
+    sequence = np.random.default_rng(0).integers(2, 12, size=(2, 10)).astype("int32")
+    whole = np.asarray(plain(sequence))
+    # Two windows through the stateful copy equal one pass over the whole sequence.
+    first = np.asarray(stateful(sequence[:, :4]))
+    second = np.asarray(stateful(sequence[:, 4:]))
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, atol=1e-5)
+    # Without the carried state the second window would differ.
+    assert not np.allclose(second, np.asarray(plain(sequence[:, 4:])), atol=1e-3)
+    # After a reset the model starts from zeros again, as the ResetStates callback does each epoch.
+    callback = lm.ResetStates()
+    callback.set_model(stateful)
+    callback.on_epoch_begin(0)
+    np.testing.assert_allclose(np.asarray(stateful(sequence[:, 4:])), np.asarray(plain(sequence[:, 4:])), atol=1e-5)
+    stateful(sequence[:, :4])
+    callback.on_test_begin()
+    np.testing.assert_allclose(np.asarray(stateful(sequence[:, :4])), first, atol=1e-5)
+
+
+def test_stateful_evaluation_does_not_depend_on_the_window_length():
+    config = _tiny_config()
+    sizes = {"vocab_size": 12}
+    keras.utils.set_random_seed(1)
+    core = lm.build_core(config, sizes, batch_size=1, stateful=True)
+    ids = np.random.default_rng(1).integers(2, 12, size=40).astype("int32")
+    short = lm.stream_cross_entropy(core, ids, 1, 3, stateful=True)
+    long = lm.stream_cross_entropy(core, ids, 1, 64, stateful=True)
+    assert short["tokens"] == long["tokens"] == 39
+    assert short["cross_entropy"] == pytest.approx(long["cross_entropy"], rel=1e-5)
+    plain = lm.build_core(config, sizes)
+    plain.set_weights(core.get_weights())
+    independent = lm.stream_cross_entropy(plain, ids, 1, 3, stateful=False)
+    assert independent["cross_entropy"] != pytest.approx(long["cross_entropy"], rel=1e-4)
+
+
+def test_tied_embeddings_share_one_matrix_and_survive_saving(tmp_path):
+    config = _config(**{"model.units": 8, "model.embedding_dim": 6, "model.num_layers": 1})
+    model = lm.build_core(config, {"vocab_size": 20})
+    tied = model.get_layer("tied_embedding")
+    assert model.get_layer("tie_projection").units == 6  # units != embedding_dim: projected first
+    untied = lm.build_core(_config(**{"model.tie_embeddings": False, "model.units": 8, "model.embedding_dim": 6,
+                                      "model.num_layers": 1}), {"vocab_size": 20})
+    assert model.count_params() < untied.count_params()
+    assert [w.name for w in tied.weights] == ["embeddings", "output_bias"]
+    ids = np.array([[2, 5, 7, 3]], dtype="int32")
+    path = str(tmp_path / "tied.keras")
+    model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(path)(ids)), np.asarray(model(ids)), atol=1e-6)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(UserError, match="data.level"):
+        _config(**{"data.level": "byte"})
+    with pytest.raises(UserError, match="train.lr_schedule"):
+        _config(**{"train.lr_schedule": "cosine"})
+    with pytest.raises(UserError, match="model.bidirectional"):
+        _config(**{"model.bidirectional": True})
+
+
+def test_step_schedule_decays_after_the_given_epochs():
+    config = _config(**{"train.lr_schedule": "step", "train.learning_rate": 1.0, "train.lr_decay": 0.5,
+                        "train.decay_after_epochs": 2})
+    (scheduler,) = lm.learning_rate_callbacks(config.train)
+    assert [scheduler.schedule(epoch, None) for epoch in range(4)] == [1.0, 1.0, 0.5, 0.25]
+
+
+# ----------------------------------------------------------------------------- data sources
+
+
+def test_local_shakespeare_split_matches_tfds_sizes(data_env):
+    splits = lm.load_data(_config(**{"data.level": "char"}))
+    assert {name: len(part) for name, part in splits.items()} == {"train": 1003854, "validation": 55770,
+                                                                   "test": 55770}
+    assert splits["train"].text.startswith("First Citizen:")
+
+
+def test_ptb_files_give_the_documented_token_counts(data_env):
+    splits = lm.load_data(lm.Config())
+    counts = {name: len(lm.tokenize(part.text, "word")) for name, part in splits.items()}
+    assert counts == {"train": 929589, "validation": 73760, "test": 82430}
+
+
+def test_tfds_tiny_shakespeare_is_the_online_source(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.delenv("RNN_ZOO_DATA", raising=False)
+    with tfds.testing.mock_data(num_examples=1):
+        splits = lm.load_data(_config(**{"data.level": "char"}))
+    assert set(splits) == {"train", "validation", "test"}
+    assert all(part.source.startswith("tfds:tiny_shakespeare") and len(part) > 0 for part in splits.values())
+
+
+def test_word_level_without_data_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("RNN_ZOO_DATA", raising=False)
+    with pytest.raises(UserError, match="RNN_ZOO_DATA"):
+        lm.load_data(lm.Config())
+
+
+def test_any_text_file_is_split_90_5_5(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(f"line {i} of text\n" for i in range(100)), encoding="utf-8")
+    splits = lm.load_data(lm.Config(), str(path))
+    assert [part.text.count("\n") for part in splits.values()] == [90, 5, 5]
+    assert splits["validation"].text.startswith("line 90 ")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n", encoding="utf-8")
+    with pytest.raises(UserError, match="empty.txt: the file is empty"):
+        lm.load_data(lm.Config(), str(empty))
+
+
+# ----------------------------------------------------------------------------- a real run, save, load, generate
+
+QUICK = ["--set", "data.max_train_tokens=60000", "--set", "data.max_eval_tokens=8000", "--set", "model.units=64",
+         "--set", "model.embedding_dim=64", "--set", "model.num_layers=1", "--set", "model.dropout_rate=0.0",
+         "--set", "train.batch_size=32", "--set", "data.bptt_steps=20", "--epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def ptb_run(tmp_path_factory, shared_data):
+    from tests.conftest import run_cli
+
+    out = str(tmp_path_factory.mktemp("lm") / "run")
+    result = run_cli("train.py", "--task", "lm", *QUICK, "--out", out, env={"RNN_ZOO_DATA": shared_data})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_short_ptb_run_beats_the_unigram_baseline_on_validation(ptb_run, data_env):
+    from zoo import run as run_lib
+
+    run = run_lib.load(ptb_run)
+    splits = lm.load_data(run.config)
+    metrics = lm.evaluate(run, splits["validation"], split="validation")
+    validation_tokens = lm.tokenize(splits["validation"].text, "word")[:8000]
+    assert metrics["tokens"] == len(validation_tokens) - 1
+    # The unigram baseline, from the full training split's counts (stronger than the slice's).
+    counts = collections.Counter(lm.tokenize(splits["train"].text, "word"))
+    total = sum(counts.values())
+    unigram = math.exp(-np.mean([math.log(counts[token] / total) for token in validation_tokens[1:]]))
+    assert unigram > 500
+    assert metrics["perplexity"] < 0.7 * unigram, (metrics["perplexity"], unigram)
+    with open(os.path.join(ptb_run, "metrics.json")) as handle:
+        test_metrics = json.load(handle)
+    assert test_metrics["tokens"] == 7999 and test_metrics["perplexity"] < 0.7 * unigram
+
+
+def test_saved_model_reloads_and_predicts_identically(ptb_run, tmp_path):
+    from zoo import run as run_lib
+
+    run = run_lib.load(ptb_run)
+    texts = tf.constant(["the market fell\n the company said", "stocks"])
+    before = np.asarray(run.model(texts))
+    path = str(tmp_path / "again.keras")
+    run.model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(path)(texts)), before, atol=1e-6)
+    # The exported model (raw text) agrees with the core model on the same ids.
+    ids = lm.encode(lm.tokenize("stocks", "word"), run.assets["vocabulary"])
+    np.testing.assert_allclose(np.asarray(lm.core_copy(run)(ids[None]))[0], before[1, :1], atol=1e-5)
+    rows = lm.predict(run, ["the market", "stocks"])
+    probabilities = [item["probability"] for item in rows[1]["next"]]
+    assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+    best = np.asarray(lm.core_copy(run)(ids[None]))[0, -1, 2:].argmax() + 2
+    assert rows[1]["next"][0]["token"] == run.assets["vocabulary"][best - 2]
+
+
+def test_generate_cli_round_trip_is_reproducible(ptb_run, cli):
+    from zoo import run as run_lib
+
+    command = cli("generate.py", ptb_run, "--prompt", "the market", "--length", "12", "--seed", "5",
+                  "--top-k", "10", "--json")
+    assert command.returncode == 0, command.stderr[-2000:]
+    result = json.loads(command.stdout)
+    assert result["text"].startswith("the market ") and len(result["token_ids"]) == 12
+    assert min(result["token_ids"]) >= 2  # never padding or the reserved out-of-vocabulary id
+    run = run_lib.load(ptb_run)
+    assert lm.generate(run, "the market", length=12, seed=5, top_k=10) == result  # same seed, same text
+    other = lm.generate(run, "the market", length=12, seed=6, top_k=10)
+    assert other["token_ids"] != result["token_ids"]
+    with pytest.raises(UserError, match="--temperature"):
+        lm.generate(run, "the market", temperature=-1.0)
+
+
+def test_generation_warms_the_state_on_the_prompt(ptb_run):
+    """Greedy continuation from a batch-1 stateful copy equals re-running the full text each step."""
+    from zoo import run as run_lib
+
+    run = run_lib.load(ptb_run)
+    generated = lm.generate(run, "the company said", length=6, temperature=0)
+    vocabulary = run.assets["vocabulary"]
+    warm_up = run.assets["warm_up"]
+    assert len(warm_up) == 100 and warm_up[-1] == "<eos>"
+    plain = lm.core_copy(run)
+    ids = list(lm.encode(warm_up + lm.tokenize("the company said", "word"), vocabulary))
+    for _ in range(6):
+        logits = np.array(plain(np.array([ids], dtype="int32")))[0, -1]
+        logits[[0, 1]] = -np.inf
+        ids.append(int(logits.argmax()))
+    assert generated["token_ids"] == ids[-6:]
