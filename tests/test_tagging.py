@@ -240,3 +240,13 @@ def test_ner_learns_on_a_real_slice(data_env, cli, tmp_path):
     assert row["tokens"] == ["Angela", "Merkel", "visited", "Paris", "."] and len(row["tags"]) == 5
     result = cli("predict.py", run_dir, "x", "--format", "xml")
     assert result.returncode == 2 and "error: --format xml" in result.stderr
+
+
+def test_best_checkpoint_can_maximise_a_validation_metric(tmp_path):
+    from zoo.training import BestCheckpoint
+
+    callback = BestCheckpoint(str(tmp_path), patience=2, monitor="val_accuracy")
+    callback.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    for epoch, accuracy in enumerate([0.90, 0.93, 0.92, 0.91]):
+        callback.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    assert callback.state["best_epoch"] == 2 and callback.model.stop_training

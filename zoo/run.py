@@ -75,8 +75,12 @@ def _check_run_dir(run_dir, task_name, config, overwrite):
     if os.path.isfile(os.path.join(run_dir, "metrics.json")):
         raise UserError(f"--out {run_dir}: holds a finished run; choose another --out or pass --overwrite")
     saved = read_json(config_path)
-    wanted = {"task": task_name, "config": config_lib.to_dict(config)}
-    if saved != wanted:
+    # Compared as configs, not dicts, so a config field added since the run started takes its default.
+    try:
+        same = saved.get("task") == task_name and config_lib.from_dict(type(config), saved["config"]) == config
+    except (UserError, KeyError, TypeError):
+        same = False
+    if not same:
         raise UserError(
             f"--out {run_dir}: holds an unfinished run with a different task or config; "
             "rerun with its original flags to resume, or pass --overwrite"

@@ -28,6 +28,7 @@ class TrainConfig:
     jit_compile: bool = False  # XLA recompiles for every new bucket length, so off by default
     steps_per_epoch: Optional[int] = None  # cap batches per epoch (quick runs); None = whole split
     backup_every_steps: int = 50  # how often the resume checkpoint is written, in batches
+    monitor: str = "val_loss"  # the validation log that picks the best epoch: *loss is minimised, others maximised
 
     def validate(self):
         for name in ("epochs", "batch_size", "patience", "backup_every_steps"):
@@ -39,6 +40,8 @@ class TrainConfig:
             raise UserError(f"train.clipnorm={self.clipnorm}: must be 0 (off) or positive")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"train.steps_per_epoch={self.steps_per_epoch}: must be at least 1")
+        if not self.monitor.startswith("val_"):
+            raise UserError(f"train.monitor={self.monitor}: must name a validation log, e.g. val_loss or val_accuracy")
 
 
 @dataclasses.dataclass
@@ -106,7 +109,9 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Keeps the weights with the lowest validation loss and stops after `patience` worse epochs.
+    """Keeps the weights with the best `monitor` value and stops after `patience` worse epochs.
+
+    Logs ending in `loss` are minimised, any other (e.g. `val_accuracy`) is maximised.
 
     Its state (best value, epochs waited) is saved beside the weights, so a resumed run keeps
     comparing against the true best rather than starting over.
@@ -117,9 +122,10 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.directory = directory
         self.patience = patience
         self.monitor = monitor
+        self.maximize = not monitor.endswith("loss")
         self.weights_path = os.path.join(directory, "best.weights.h5")
         self.state_path = os.path.join(directory, "best_state.json")
-        self.state = {"best": math.inf, "best_epoch": None, "wait": 0}
+        self.state = {"best": -math.inf if self.maximize else math.inf, "best_epoch": None, "wait": 0}
         if os.path.exists(self.state_path):
             self.state = read_json(self.state_path)
 
@@ -127,7 +133,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or not math.isfinite(value):
             return
-        if value < self.state["best"]:
+        if (value > self.state["best"]) if self.maximize else (value < self.state["best"]):
             self.state = {"best": float(value), "best_epoch": epoch + 1, "wait": 0}
             with atomic_path(self.weights_path) as temporary:
                 self.model.save_weights(temporary)
@@ -155,7 +161,7 @@ def fit(model, train_data, validation_data, config, run_dir, *, class_weight=Non
     os.makedirs(checkpoint_dir, exist_ok=True)
     if os.path.isdir(backup_dir):
         print(f"Resuming from the checkpoint in {backup_dir}")
-    best = BestCheckpoint(checkpoint_dir, config.patience)
+    best = BestCheckpoint(checkpoint_dir, config.patience, monitor=config.monitor)
     nan_guard = StopOnNaN()
     callbacks = [
         EpochTimer(),
