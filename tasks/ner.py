@@ -42,7 +42,7 @@ class Config:
     data: DataConfig = DataConfig()
     model: tagging.TaggerConfig = tagging.TaggerConfig(output="crf")
     # The CRF loss sums over a sentence's tokens, so its gradients run larger than a per-token loss's.
-    train: TrainConfig = TrainConfig(epochs=20, batch_size=32, patience=4, clipnorm=5.0)
+    train: TrainConfig = TrainConfig(epochs=20, batch_size=32, patience=4, clipnorm=5.0, monitor="val_accuracy")
 
 
 PRESETS = {
