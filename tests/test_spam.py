@@ -154,8 +154,9 @@ def test_best_f1_threshold_maximises_f1():
     assert chosen in scores
     assert f1_at(chosen) == pytest.approx(max(f1_at(t) for t in np.unique(scores)))
     assert f1_at(chosen) > f1_at(0.5)  # the fixture is built so that 0.5 is not the best
-    # Separable scores: any threshold in the gap is perfect; ties take the higher one.
-    assert best_f1_threshold([0, 0, 1, 1], [0.1, 0.2, 0.7, 0.9]) == 0.7
+    assert best_f1_threshold([0, 0, 1, 1], [0.1, 0.2, 0.7, 0.9]) == 0.7  # separable: the lowest spam score
+    # F1 is 0.8 at both 0.3 and 0.9: the tie goes to the higher threshold.
+    assert best_f1_threshold([0, 1, 0, 0, 1], [0.1, 0.3, 0.5, 0.7, 0.9]) == 0.9
     assert spam.tune_threshold([0, 0, 0], [0.1, 0.2, 0.3]) == 0.5
 
 
@@ -163,6 +164,21 @@ def test_class_weights_balance_the_classes():
     weights = spam.class_weights([0] * 90 + [1] * 10, 2)
     assert weights[1] / weights[0] == pytest.approx(9)
     assert 90 * weights[0] == pytest.approx(10 * weights[1]) == pytest.approx(50)
+
+
+def test_max_pooling_ignores_padding_and_reloads(tmp_path):
+    import keras
+
+    config = resolve_config(spam, overrides=["model.pooling=max", "model.units=4", "model.cell=gru"])
+    model = spam.build_model(config, {"vocab_size": 20, "num_classes": 2})
+    padded = np.array([[3, 4, 5, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+    outputs = np.asarray(model(padded))
+    assert outputs.shape == (2, 1)
+    np.testing.assert_allclose(outputs[0], np.asarray(model(padded[:1, :3]))[0], rtol=1e-6)
+    assert np.isfinite(outputs).all()  # an all-padding row pools to zeros, not -inf
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    np.testing.assert_array_equal(np.asarray(keras.saving.load_model(path)(padded)), outputs)
 
 
 # --- end to end ------------------------------------------------------------------------------------
@@ -232,7 +248,7 @@ def test_user_csv_with_three_classes_trains_a_softmax_classifier(tmp_path):
     path = make_three_class_csv(tmp_path / "topics.csv")
     config = resolve_config(
         spam,
-        overrides=["data.text_column=message", "data.label_column=topic", "model.units=16",
+        overrides=["data.text_column=message", "data.label_column=topic", "model.units=16", "model.pooling=max",
                    "model.bidirectional=false", "train.epochs=4", "train.learning_rate=0.01"],
     )
     run_dir = str(tmp_path / "run")
