@@ -1,0 +1,96 @@
+"""Benchmark the recurrent cells: `python benchmark.py [--tasks sentiment,spam] [--cells ...] [--suite cells,synthetic,speed]`.
+
+Suites (comma-separated, default `cells`):
+  cells      each task x cell x seed as a normal run directory: test quality, parameters, training
+             throughput, time per epoch, batch-1 latency, large-batch throughput, peak memory
+  synthetic  the adding and copy problems swept over T, and ||dL/dh_t|| at init and after training
+  speed      zoo vs hand-written Keras overhead, bucketing vs fixed padding, jit_compile on/off, cuDNN path
+Everything lands in --out: results.json/.md and PNG plots per suite. Rerunning skips finished work.
+"""
+
+import argparse
+import os
+import sys
+
+from zoo.cli import run_main
+
+SUITES = ("cells", "synthetic", "speed")
+
+
+def _names(text, valid, flag):
+    from zoo.errors import UserError
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if valid is not None and name not in valid:
+            raise UserError(f"{flag} {name}: unknown; valid: {', '.join(valid)}")
+    if not names:
+        raise UserError(f"{flag}: give at least one name")
+    return names
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="sentiment,spam", help="comma-separated task names (default: sentiment,spam)")
+    parser.add_argument("--cells", default="simple_rnn,lstm,gru", help="comma-separated cells")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per task x cell (default 3)")
+    parser.add_argument("--budget", choices=("quick", "full"), default="quick",
+                        help="training budget, the same for every cell (default quick)")
+    parser.add_argument("--suite", default="cells", help=f"comma-separated: {', '.join(SUITES)} (default cells)")
+    parser.add_argument("--out", default="benchmarks/latest", help="output directory (default benchmarks/latest)")
+    parser.add_argument("--data", help="local data path passed to every task (default: each task's own lookup)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override applied to every cells-suite run (repeatable)")
+    parser.add_argument("--lengths", help="synthetic suite: comma-separated T values (default by budget)")
+    parser.add_argument("--synthetic-steps", type=int, help="synthetic suite: optimizer steps per point")
+    parser.add_argument("--synthetic-tasks", default="adding,copy", help="synthetic suite: adding,copy")
+    parser.add_argument("--speed-examples", type=int, help="speed suite: IMDB training examples timed per variant")
+    parser.add_argument("--peer", choices=("torch",), help="not implemented in this version (see the README)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from zoo import benchmark
+    from zoo.errors import UserError
+    from zoo.recurrent import CELLS
+    from zoo.registry import TASKS
+
+    if args.peer:
+        raise UserError("--peer torch: the PyTorch peer run is not implemented yet")
+    if args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: must be at least 1")
+    suites = _names(args.suite, SUITES, "--suite")
+    cells = _names(args.cells, list(CELLS), "--cells")
+    os.makedirs(args.out, exist_ok=True)
+    print(f"machine: {benchmark.machine_description()}", flush=True)
+
+    def progress(message):
+        print(message, flush=True)
+
+    if "cells" in suites:
+        tasks = _names(args.tasks, sorted(TASKS), "--tasks")
+        results = benchmark.run_benchmark(tasks, cells, args.seeds, args.budget, args.out,
+                                          extra_overrides=args.overrides, data_path=args.data, progress=progress)
+        print(benchmark.markdown_table(results))
+        failed = sum(r["status"] != "ok" for r in results["runs"])
+        print(f"{len(results['runs']) - failed} runs ok, {failed} failed; results in {args.out}/results.json")
+    if "synthetic" in suites:
+        from zoo import synthetic
+
+        lengths = [int(v) for v in _names(args.lengths, None, "--lengths")] if args.lengths else None
+        synthetic_tasks = _names(args.synthetic_tasks, ("adding", "copy"), "--synthetic-tasks")
+        summary = synthetic.run(cells, args.budget, os.path.join(args.out, "synthetic"), lengths=lengths,
+                                      steps=args.synthetic_steps, tasks=synthetic_tasks, progress=progress)
+        print(summary)
+    if "speed" in suites:
+        from zoo import speed
+
+        report = speed.run(cells, args.budget, os.path.join(args.out, "speed"), data_path=args.data,
+                           examples=args.speed_examples, progress=progress)
+        print(report)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    run_main(main)
