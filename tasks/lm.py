@@ -87,6 +87,7 @@ class ModelConfig(RecurrentConfig):
     embedding_dim: int = 200
     tie_embeddings: bool = True  # output logits reuse the (transposed) input embedding matrix
     stateful: bool = True  # carry the hidden state across BPTT windows
+    unigram_bias: bool = True  # start the output bias at the training log-frequencies (not at uniform)
 
     def validate(self):
         super().validate()
@@ -349,6 +350,38 @@ def reset_states(model):
             layer.reset_state()
 
 
+class UnigramBias(keras.callbacks.Callback):
+    """Set the output bias to the training unigram log-probabilities before the first step.
+
+    From the start the model then predicts the unigram distribution instead of a uniform one over
+    the vocabulary, which with a 10k vocabulary spares Adam most of an epoch of learning logit
+    scales. A resumed run (optimizer already stepped) keeps its restored bias.
+    """
+
+    def __init__(self, log_probabilities):
+        super().__init__()
+        self.log_probabilities = np.asarray(log_probabilities, dtype="float32")
+
+    def on_train_begin(self, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) > 0:
+            return
+        output_bias(self.model).assign(self.log_probabilities)
+
+
+def output_bias(model):
+    """The bias variable of the model's output logits, tied or not."""
+    names = {layer.name for layer in model.layers}
+    if "tied_embedding" in names:
+        return model.get_layer("tied_embedding").output_bias
+    return model.get_layer("logits").bias
+
+
+def unigram_log_probabilities(ids, vocab_size, smoothing=0.1):
+    """log p(id) from training counts, add-`smoothing` so unseen ids (padding, OOV) stay finite; (vocab_size,)."""
+    counts = np.bincount(ids, minlength=vocab_size).astype("float64") + smoothing
+    return np.log(counts / counts.sum())
+
+
 def learning_rate_callbacks(train_config):
     """Keras callbacks implementing `train.lr_schedule`."""
     if train_config.lr_schedule == "plateau":
@@ -376,6 +409,8 @@ def prepare(config, splits):
     callbacks = learning_rate_callbacks(config.train)
     if stateful:
         callbacks.insert(0, ResetStates())
+    if config.model.unigram_bias:
+        callbacks.insert(0, UnigramBias(unigram_log_probabilities(train_ids, len(vocabulary) + 2)))
     return Prepared(
         train=window_dataset(train_ids, batch, steps, stateful, shuffle_seed=config.train.seed),
         validation=window_dataset(validation_ids, batch, steps, stateful),
