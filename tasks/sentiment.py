@@ -17,7 +17,6 @@ from typing import Optional
 from zoo import classification
 from zoo import data as data_lib
 from zoo.errors import UserError
-from zoo.recurrent import RecurrentConfig
 from zoo.training import TrainConfig
 
 LABELS = ("0", "1")
@@ -49,18 +48,12 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(RecurrentConfig):
+class ModelConfig(classification.ClassifierModelConfig):
     cell: str = "lstm"
     units: int = 64
     bidirectional: bool = True
     dropout_rate: float = 0.3
     embedding_dim: int = 128
-    pooling: str = "last"  # "last" state or "mean" over all steps
-
-    def validate(self):
-        super().validate()
-        if self.pooling not in ("last", "mean"):
-            raise UserError(f"model.pooling={self.pooling!r}: expected last or mean")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,15 +32,12 @@ import json
 import os
 from typing import Optional
 
-import keras
 import numpy as np
 
 from zoo import classification
 from zoo import data as data_lib
 from zoo import metrics as metrics_lib
-from zoo import recurrent
 from zoo.errors import UserError
-from zoo.recurrent import RecurrentConfig
 from zoo.training import TrainConfig
 
 LOCAL_FOLDER = "sms_spam_collection"
@@ -48,7 +45,6 @@ SMS_FILE = "SMSSpamCollection"
 SMS_LABELS = ("ham", "spam")  # sorted: spam is class 1, the positive class
 TABLE_EXTENSIONS = (".csv", ".tsv", ".tab")
 FORMATS = ("auto", "sms", "table")
-POOLINGS = ("last", "max")
 SPLIT_NAMES = ("train", "validation", "test")
 DOWNLOAD_HINT = (
     "get the file from https://archive.ics.uci.edu/dataset/228/sms+spam+collection and pass "
@@ -88,20 +84,14 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(RecurrentConfig):
+class ModelConfig(classification.ClassifierModelConfig):
     cell: str = "lstm"
     units: int = 64
     bidirectional: bool = True
     dropout_rate: float = 0.3
     embedding_dim: int = 64
-    # How the steps become one vector: the final state ("last", the shared classifier), or the
-    # masked max of every step's output ("max"), which sees a cue anywhere in a long character sequence.
-    pooling: str = "last"
-
-    def validate(self):
-        super().validate()
-        if self.pooling not in POOLINGS:
-            raise UserError(f"model.pooling={self.pooling!r}: expected one of {', '.join(POOLINGS)}")
+    # model.pooling=max (the masked max of every step's output) sees a cue anywhere in a long
+    # character sequence; the default is the final state.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,50 +292,9 @@ def prepare(config, splits):
     return prepared
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class MaskedMaxOverTime(keras.layers.Layer):
-    """(batch, time, features) with a (batch, time) mask -> (batch, features): max over unmasked steps.
-
-    Padded steps never win, so a message gets the same vector whatever it is batched with.
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def call(self, inputs, mask=None):
-        if mask is None:
-            return keras.ops.max(inputs, axis=1)
-        lowest = float(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min)
-        mask = keras.ops.expand_dims(keras.ops.cast(mask, "bool"), -1)
-        pooled = keras.ops.max(keras.ops.where(mask, inputs, lowest), axis=1)
-        return keras.ops.where(keras.ops.any(mask, axis=1), pooled, 0.0)  # an empty text pools to zeros
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[2])
-
-
 def build_model(config, sizes):
-    """Token ids (batch, time) int32 -> (batch, 1) P(positive) for 2 classes, else (batch, num_classes).
-
-    `model.pooling=last` is the shared classifier; `max` takes the maximum of the recurrent outputs
-    (batch, time, units * directions) over the unpadded steps, before the same dropout + dense head.
-    """
-    if config.model.pooling == "last":
-        return classification.build_classifier(config, sizes)
-    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    steps = recurrent.embed_and_encode(token_ids, config.model, sizes["vocab_size"], return_sequences=True)
-    features = MaskedMaxOverTime(name="max_over_time")(steps)
-    features = keras.layers.Dropout(config.model.dropout_rate, name="head_dropout")(features)
-    binary = sizes["num_classes"] == 2
-    probabilities = keras.layers.Dense(
-        1 if binary else sizes["num_classes"], activation="sigmoid" if binary else "softmax",
-        dtype="float32", name="probabilities",
-    )(features)
-    return keras.Model(token_ids, probabilities, name="classifier")
+    """Token ids (batch, time) int32 -> (batch, 1) P(spam) for 2 classes, else (batch, num_classes) softmax."""
+    return classification.build_classifier(config, sizes)
 
 
 def compile_model(model, config, sizes):

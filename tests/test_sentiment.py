@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from tasks import sentiment
 from zoo import classification
-from zoo.training import TrainConfig
 
 # Small enough for CI, large enough that a BiLSTM learns something real.
 SLICE = [

@@ -5,6 +5,7 @@ the exported model that takes raw strings, and turns probabilities into metrics 
 Binary problems use one sigmoid unit; problems with more than two classes use softmax.
 """
 
+import dataclasses
 import os
 
 import keras
@@ -14,7 +15,22 @@ import tensorflow as tf
 from zoo import data as data_lib
 from zoo import metrics as metrics_lib
 from zoo import recurrent, text
+from zoo.errors import UserError
 from zoo.training import Prepared
+
+POOLINGS = ("last", "mean", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierModelConfig(recurrent.RecurrentConfig):
+    """The recurrent stack plus how its steps become one vector for the classification head."""
+
+    pooling: str = "last"  # "last" state, or "mean" / "max" over the unpadded steps
+
+    def validate(self):
+        super().validate()
+        if self.pooling not in POOLINGS:
+            raise UserError(f"model.pooling={self.pooling!r}: expected one of {', '.join(POOLINGS)}")
 
 
 def prepare(config, splits, labels, label_names=None, class_weight=None):
@@ -47,19 +63,21 @@ def prepare(config, splits, labels, label_names=None, class_weight=None):
 def build_classifier(config, sizes, name="classifier"):
     """Token ids (batch, time) int32, 0-padded -> class probabilities.
 
-    `config.model.pooling` picks the sequence summary: "last" (the final state of each direction)
-    or "mean" (the masked average of every step's output).
+    `config.model.pooling` picks the sequence summary: "last" (the final state of each direction),
+    "mean" or "max" (the masked average or maximum of every step's output).
 
     Output is (batch, 1) sigmoid for two classes, (batch, num_classes) softmax otherwise.
     """
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    pooling = getattr(config.model, "pooling", "last")
+    pooling = config.model.pooling
     features = recurrent.embed_and_encode(
         token_ids, config.model, sizes["vocab_size"], return_sequences=pooling != "last"
     )
     if pooling == "mean":
         # Averages only the real steps: GlobalAveragePooling1D honours the padding mask.
         features = keras.layers.GlobalAveragePooling1D(name="mean_pool")(features)
+    elif pooling == "max":
+        features = MaskedMaxOverTime(name="max_over_time")(features)
     features = keras.layers.Dropout(config.model.dropout_rate, name="head_dropout")(features)
     binary = sizes["num_classes"] == 2
     probabilities = keras.layers.Dense(
@@ -69,6 +87,32 @@ def build_classifier(config, sizes, name="classifier"):
         name="probabilities",
     )(features)
     return keras.Model(token_ids, probabilities, name=name)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MaskedMaxOverTime(keras.layers.Layer):
+    """(batch, time, features) -> (batch, features): the maximum over unpadded steps only.
+
+    A fully padded row (an empty text) pools to zeros rather than to the lowest float.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return keras.ops.max(inputs, axis=1)
+        mask = keras.ops.expand_dims(keras.ops.cast(mask, "bool"), -1)
+        lowest = keras.ops.full_like(inputs, -3.0e38)
+        pooled = keras.ops.max(keras.ops.where(mask, inputs, lowest), axis=1)
+        return keras.ops.where(keras.ops.any(mask, axis=1), pooled, keras.ops.zeros_like(pooled))
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # the time axis is gone
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
 
 
 def compile_classifier(model, config, sizes):
