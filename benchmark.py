@@ -45,7 +45,6 @@ def parse_args(argv=None):
     parser.add_argument("--synthetic-steps", type=int, help="synthetic suite: optimizer steps per point")
     parser.add_argument("--synthetic-tasks", default="adding,copy", help="synthetic suite: adding,copy")
     parser.add_argument("--speed-examples", type=int, help="speed suite: IMDB training examples timed per variant")
-    parser.add_argument("--peer", choices=("torch",), help="not implemented in this version (see the README)")
     return parser.parse_args(argv)
 
 
@@ -56,8 +55,6 @@ def main(argv=None):
     from zoo.recurrent import CELLS
     from zoo.registry import TASKS
 
-    if args.peer:
-        raise UserError("--peer torch: the PyTorch peer run is not implemented yet")
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
     suites = _names(args.suite, SUITES, "--suite")
