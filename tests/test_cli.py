@@ -88,8 +88,8 @@ def test_a_real_process_prints_no_traceback(cli, tmp_path):
 
 
 RESUME_ARGS = [
-    "--task", "sentiment", "--epochs", "2", "--set", "data.max_train_examples=1600",
-    "--set", "data.max_eval_examples=200", "--set", "data.max_length=100", "--set", "model.units=16",
+    "--task", "sentiment", "--epochs", "2", "--set", "data.max_train_examples=1200",
+    "--set", "data.max_eval_examples=200", "--set", "data.max_length=80", "--set", "model.units=16",
     "--set", "model.embedding_dim=16", "--set", "data.vocab_size=3000", "--set", "train.batch_size=16",
     "--set", "train.backup_every_steps=5",
 ]
