@@ -334,7 +334,7 @@ def summary_markdown(result, config):
     lines.append("(* = beats the baseline clearly; adding scores are test MSE, copy scores recall accuracy)")
     if result["gradients"]:
         lines.append("")
-        lines.append("| cell | ||dL/dh_1|| / ||dL/dh_T|| at init | after training |")
+        lines.append("| cell | ‖dL/dh_1‖ / ‖dL/dh_T‖ at init | after training |")
         lines.append("|---|---:|---:|")
         for cell, norms in result["gradients"].items():
             ratios = [n[0] / n[-1] if n[-1] else float("nan") for n in (norms["init"], norms["trained"])]
