@@ -184,3 +184,21 @@ def test_fixed_padding_pads_every_batch_to_max_length():
     batches = list(speed.fixed_padding(bucketed, 2, 6))
     assert [tuple(x.shape) for x, _ in batches] == [(2, 6), (1, 6)]
     assert sum(int(tf.math.count_nonzero(x)) for x, _ in batches) == 6
+
+
+def test_an_interrupted_run_with_an_outdated_config_is_restarted(monkeypatch, tmp_path):
+    from zoo import run as run_lib
+
+    run_dir = tmp_path / "runs" / "sentiment-gru-s1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"task": "sentiment", "config": {"old": True}}))
+    seen = {}
+
+    def fake_train(task_name, config, directory, data_path=None, overwrite=False):
+        seen["overwrite"] = overwrite
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(run_lib, "train", fake_train)
+    benchmark.benchmark_run("sentiment", "gru", 1, "quick", str(tmp_path))
+    assert seen["overwrite"] is True
+    assert benchmark._stale(str(tmp_path / "runs" / "missing"), "sentiment", None) is False

@@ -325,7 +325,8 @@ def benchmark_run(task_name, cell, seed, budget, out_dir, extra_overrides=(), da
             if os.path.isfile(os.path.join(run_dir, "metrics.json")):
                 metrics = read_json(os.path.join(run_dir, "metrics.json"))  # trained before a crash/kill
             else:
-                metrics = run_lib.train(task_name, config, run_dir, data_path=data_path)
+                metrics = run_lib.train(task_name, config, run_dir, data_path=data_path,
+                                        overwrite=_stale(run_dir, task_name, config))
             record["train_wall_seconds"] = time.perf_counter() - start
             history = read_json(os.path.join(run_dir, "history.json"))
             epochs = history.get("epochs", [])
@@ -367,6 +368,17 @@ def benchmark_run(task_name, cell, seed, budget, out_dir, extra_overrides=(), da
         record["error"] = f"{type(error).__name__}: {error}"
         record["traceback"] = traceback.format_exc(limit=8)
     return record
+
+
+def _stale(run_dir, task_name, config):
+    """True for an unfinished run directory whose config no longer matches (e.g. the task's defaults
+    changed since it was interrupted): it cannot be resumed, so the benchmark starts it again."""
+    from zoo import config as config_lib
+
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        return False
+    return read_json(path) != {"task": task_name, "config": config_lib.to_dict(config)}
 
 
 def _measure(record, what, function):
