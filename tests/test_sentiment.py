@@ -137,3 +137,15 @@ def test_tfds_path_reads_imdb_reviews(monkeypatch):
     assert len(splits["train"]) + len(splits["validation"]) == 20 and len(splits["test"]) == 20
     assert set(splits["train"].labels) <= {"0", "1"}
     assert isinstance(splits["train"].texts[0], str)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_pooling_ignores_padding_and_survives_empty_texts(pooling):
+    from zoo.config import apply_overrides
+
+    config = apply_overrides(sentiment.Config(), [f"model.pooling={pooling}", "model.units=4"])
+    model = sentiment.build_model(config, {"vocab_size": 20, "num_classes": 2})
+    short = model(np.array([[3, 4, 5]], dtype="int32"))
+    padded = model(np.array([[3, 4, 5, 0, 0, 0]], dtype="int32"))
+    np.testing.assert_allclose(short, padded, atol=1e-6)
+    assert np.isfinite(np.asarray(model(np.zeros((1, 4), dtype="int32")))).all()

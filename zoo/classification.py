@@ -74,8 +74,7 @@ def build_classifier(config, sizes, name="classifier"):
         token_ids, config.model, sizes["vocab_size"], return_sequences=pooling != "last"
     )
     if pooling == "mean":
-        # Averages only the real steps: GlobalAveragePooling1D honours the padding mask.
-        features = keras.layers.GlobalAveragePooling1D(name="mean_pool")(features)
+        features = MaskedMeanOverTime(name="mean_over_time")(features)
     elif pooling == "max":
         features = MaskedMaxOverTime(name="max_over_time")(features)
     features = keras.layers.Dropout(config.model.dropout_rate, name="head_dropout")(features)
@@ -110,6 +109,31 @@ class MaskedMaxOverTime(keras.layers.Layer):
 
     def compute_mask(self, inputs, mask=None):
         return None  # the time axis is gone
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MaskedMeanOverTime(keras.layers.Layer):
+    """(batch, time, features) -> (batch, features): the mean over unpadded steps only.
+
+    Unlike GlobalAveragePooling1D, a fully padded row (an empty text) gives zeros, not 0/0 = NaN.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return keras.ops.mean(inputs, axis=1)
+        weights = keras.ops.expand_dims(keras.ops.cast(mask, inputs.dtype), -1)
+        total = keras.ops.sum(inputs * weights, axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[2])
