@@ -114,9 +114,12 @@ def test_resume_after_kill_continues_where_it_stopped(shared_data, tmp_path):
         # Kill hard in the middle of the second epoch, once a mid-epoch backup exists.
         while time.time() < deadline and process.poll() is None:
             if _epochs_logged(out) == [0] and os.path.exists(metadata):
-                with open(metadata) as handle:
-                    saved = json.load(handle)
-                if saved["epoch"] == 1 and saved["batch"] > 0:
+                try:
+                    with open(metadata) as handle:
+                        saved = json.load(handle)
+                except json.JSONDecodeError:
+                    saved = {}  # Keras is rewriting the file this instant (it is not written atomically)
+                if saved.get("epoch") == 1 and saved.get("batch", 0) > 0:
                     break
             time.sleep(0.2)
         assert process.poll() is None, "training finished before it could be killed"
