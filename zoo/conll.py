@@ -52,6 +52,36 @@ def _lines(path):
             yield number, line.rstrip("\r\n")
 
 
+_BOUNDARY = object()  # returned by a line parser for a line that ends the current sentence
+
+
+def _read_sentences(path, parse_line):
+    """Group the (token, tag) pairs of a column file into sentences.
+
+    `parse_line(number, line)` returns a (token, tag) pair, None to skip the line, or `_BOUNDARY`
+    to end the sentence; a blank line always ends one. A last sentence without its final blank
+    line is kept. Each sentence records the line it starts on, for error messages.
+    """
+    sentences = TaggedSentences([], [], path, [])
+    tokens, tags, start = [], [], None
+    for number, line in [*_lines(path), (None, "")]:  # the sentinel blank line flushes the last sentence
+        item = _BOUNDARY if not line.strip() else parse_line(number, line)
+        if item is _BOUNDARY:
+            if tokens:
+                sentences.tokens.append(tokens)
+                sentences.tags.append(tags)
+                sentences.lines.append(start)
+            tokens, tags = [], []
+        elif item is not None:
+            if not tokens:
+                start = number
+            tokens.append(item[0])
+            tags.append(item[1])
+    if not sentences.tokens:
+        raise UserError(f"{path}: no sentences found")
+    return sentences
+
+
 def read_conllu(path, tag_column="upos"):
     """Read a CoNLL-U file: one token per line, 10 tab-separated columns, blank line between sentences.
 
@@ -61,41 +91,23 @@ def read_conllu(path, tag_column="upos"):
     if tag_column not in ("upos", "xpos"):
         raise UserError(f"data.tag_column={tag_column!r}: CoNLL-U tags are 'upos' or 'xpos'")
     tag_index = CONLLU_COLUMNS.index(tag_column)
-    sentences = TaggedSentences([], [], path, [])
-    tokens, tags, start = [], [], None
 
-    def flush():
-        if tokens:
-            sentences.tokens.append(list(tokens))
-            sentences.tags.append(list(tags))
-            sentences.lines.append(start)
-        tokens.clear()
-        tags.clear()
-
-    for number, line in _lines(path):
-        if not line.strip():
-            flush()
-            continue
+    def parse_line(number, line):
         if line.startswith("#"):
-            continue
+            return None
         fields = line.split("\t")
         if len(fields) != 10:
             raise UserError(f"{path}:{number}: expected 10 tab-separated CoNLL-U columns, found {len(fields)}")
         word_id = fields[0]
         if "-" in word_id or "." in word_id:
-            continue  # multiword token range or empty node: not a syntactic word
+            return None  # multiword token range or empty node: not a syntactic word
         if not word_id.isdigit():
             raise UserError(f"{path}:{number}: the ID column holds {word_id!r}, expected a number")
         if not fields[1] or not fields[tag_index] or fields[tag_index] == "_":
             raise UserError(f"{path}:{number}: empty FORM or {tag_column.upper()} column")
-        if not tokens:
-            start = number
-        tokens.append(fields[1])
-        tags.append(fields[tag_index])
-    flush()  # the last sentence, if the file lacks its final blank line
-    if not sentences.tokens:
-        raise UserError(f"{path}: no sentences found")
-    return sentences
+        return fields[1], fields[tag_index]
+
+    return _read_sentences(path, parse_line)
 
 
 def read_conll(path, tag_column=-1, scheme="auto"):
@@ -105,25 +117,13 @@ def read_conll(path, tag_column=-1, scheme="auto"):
     token line. `tag_column` picks the tag column (default: the last). `scheme` is the file's tag
     scheme (`iob1`, `iob2`, `iobes`, or `auto` to detect it); tags come back in IOB2.
     """
-    sentences = TaggedSentences([], [], path, [])
-    tokens, tags, start, width = [], [], None, None
+    width = None
 
-    def flush():
-        if tokens:
-            sentences.tokens.append(list(tokens))
-            sentences.tags.append(list(tags))
-            sentences.lines.append(start)
-        tokens.clear()
-        tags.clear()
-
-    for number, line in _lines(path):
+    def parse_line(number, line):
+        nonlocal width
         fields = line.split()
-        if not fields:
-            flush()
-            continue
         if fields[0] == "-DOCSTART-":
-            flush()
-            continue
+            return _BOUNDARY
         if width is None:
             width = len(fields)
             if width < 2:
@@ -132,13 +132,9 @@ def read_conll(path, tag_column=-1, scheme="auto"):
                 raise UserError(f"data.tag_column={tag_column}: {path} has only {width} columns")
         elif len(fields) != width:
             raise UserError(f"{path}:{number}: expected {width} columns like the first token line, found {len(fields)}")
-        if not tokens:
-            start = number
-        tokens.append(fields[0])
-        tags.append(fields[tag_column])
-    flush()
-    if not sentences.tokens:
-        raise UserError(f"{path}: no sentences found")
+        return fields[0], fields[tag_column]
+
+    sentences = _read_sentences(path, parse_line)
     convert_to_iob2(sentences, scheme)
     return sentences
 
