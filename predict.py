@@ -1,6 +1,8 @@
 """Predict with a trained run: `python predict.py RUN_DIR "some text" ...` or `--input FILE`.
 
 Prints one JSON line per input; `--format conll` writes `token<TAB>tag` columns for tagging runs.
+`--input` is streamed: `--batch-size` lines are read, predicted and written at a time, so memory
+stays flat however long the file is.
 """
 
 import argparse
@@ -47,12 +49,14 @@ def _batches(args):
 def main(argv=None):
     args = parse_args(argv)
     from zoo import run as run_lib
+    from zoo.errors import UserError
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
 
     run = run_lib.load(args.run_dir)
     formatter = getattr(run.task, "format_predictions", None)
     if args.format != "json" and formatter is None:
-        from zoo.errors import UserError
-
         raise UserError(f"--format {args.format}: the {run.task_name} task writes json only")
     for batch in _batches(args):
         rows = run.task.predict(run, batch)
@@ -61,6 +65,7 @@ def main(argv=None):
                 print(json.dumps(row, ensure_ascii=False))
         else:
             print(formatter(rows, args.format), end="\n" if rows else "")
+        sys.stdout.flush()  # a consumer of the stream sees each batch as soon as it is predicted
 
 
 if __name__ == "__main__":

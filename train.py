@@ -1,4 +1,4 @@
-"""Train any task of the zoo: `python train.py --task sentiment [--cell gru] [--set key=value ...]`."""
+"""Train any task of the zoo: `python train.py --task sentiment [--cell gru] [--strategy S] [--set key=value ...]`."""
 
 import argparse
 import os
@@ -17,6 +17,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", help="random seed for weights and shuffling")
     parser.add_argument("--data", help="local data: a CSV/TSV file or a folder of split files")
     parser.add_argument("--out", help="run directory (default: runs/TASK-CELL[-bi])")
+    parser.add_argument("--strategy", default="default",
+                        help="tf.distribute strategy: auto (mirrored on 2+ GPUs), default, mirrored (all local "
+                             "GPUs) or multi_worker (the machines in TF_CONFIG); recorded in strategy.json")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.units=128 (repeatable)")
@@ -39,7 +42,10 @@ def main(argv=None):
     out = args.out or os.path.join(
         "runs", f"{args.task}-{config.model.cell}" + ("-bi" if config.model.bidirectional else "")
     )
-    metrics = run.train(args.task, config, out, data_path=args.data, overwrite=args.overwrite)
+    metrics = run.train(args.task, config, out, data_path=args.data, overwrite=args.overwrite, strategy=args.strategy)
+    if "worker" in metrics:  # a non-chief multi-worker process: the chief evaluates and writes the run
+        print(f"worker {metrics['worker']} finished in {metrics['train_seconds']:.1f}s; the chief wrote {out}")
+        return
     print(metrics.get("report", ""))
     headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     print(f"test metrics: {headline}")

@@ -10,5 +10,15 @@
     evaluate(run, split_data, split="test") -> metrics dict (JSON-serializable)
     predict(run, inputs) -> list of JSON-serializable dicts, one per input
 
+Optional hooks (a task without them gets the default in brackets):
+
+    serving_outputs(run, raw_inputs) -> {name: tensor}
+        TF ops from a batch of raw inputs (what the exported model takes) to named outputs with
+        labels and scores, traced into the `serve` signature of `export.py --format saved_model`.
+        [the exported model's own outputs, under its output names]
+    distribution_problem(config) -> str or None
+        why this config cannot train on more than one replica (`train.py --strategy`), as a
+        message for the user; None when it can. [it can]
+
 `zoo.run.train` drives these; `zoo.registry.TASKS` maps `--task` names to modules.
 """

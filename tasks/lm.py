@@ -484,10 +484,21 @@ def build_core(config, sizes, batch_size=None, stateful=False):
     if model_config.tie_embeddings:
         if model_config.units != model_config.embedding_dim:
             x = keras.layers.Dense(model_config.embedding_dim, name="tie_projection")(x)
-        logits = embedding(x)
+        # Under mixed precision the tied projection computes in float16; the softmax over a large
+        # vocabulary and the loss need float32 logits.
+        logits = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(embedding(x))
     else:
-        logits = keras.layers.Dense(vocab_size, name="logits")(x)
+        logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(x)
     return keras.Model(token_ids, logits, name=CORE_NAME)
+
+
+def distribution_problem(config):
+    """Why `config` cannot train on more than one replica (None if it can): see zoo.distribute.check_task."""
+    if config.model.stateful:
+        return ("model.stateful=true carries the recurrent state from one window of a stream to the next, "
+                "and replicas would each see different streams with a different batch size; "
+                "train it with --strategy default, or use --set model.stateful=false")
+    return None
 
 
 def build_model(config, sizes):
@@ -673,6 +684,26 @@ def generate(run, prompt, length=50, temperature=1.0, top_k=None, seed=None):
     separator = " " if level == "word" and prompt and not prompt.endswith(("\n", " ")) and words and words[0] != EOS else ""
     return {"prompt": prompt, "continuation": continuation, "text": prompt + separator + continuation,
             "token_ids": [int(i) for i in generated]}
+
+
+def serving_outputs(run, texts, top=5):
+    """SavedModel `serve` outputs: the `top` likeliest next tokens after each text, as `predict` gives them.
+
+    next_tokens (batch, top) string and scores (batch, top) float32 probabilities, from a zero
+    initial state; padding and the unknown token are never proposed. An empty text gets "" and 0.
+    """
+    model = run.model
+    token_ids = model.get_layer("tokenizer")(texts)
+    logits = model.get_layer(CORE_NAME)(token_ids, training=False)
+    lengths = tf.reduce_sum(tf.cast(token_ids != PAD_ID, tf.int32), axis=1)
+    last = tf.gather(logits, tf.maximum(lengths - 1, 0), batch_dims=1)
+    probabilities = tf.nn.softmax(tf.cast(last, tf.float32), axis=-1)
+    reserved = tf.one_hot(PAD_ID, tf.shape(probabilities)[1]) + tf.one_hot(OOV_ID, tf.shape(probabilities)[1])
+    probabilities = probabilities * (1.0 - reserved)
+    best = tf.math.top_k(probabilities, k=min(top, run.sizes["vocab_size"] - 2))
+    names = tf.gather(tf.constant(["", ""] + list(run.assets["vocabulary"])), best.indices)
+    empty = (lengths == 0)[:, None]
+    return {"next_tokens": tf.where(empty, "", names), "scores": tf.where(empty, 0.0, best.values)}
 
 
 def predict(run, texts, top=5):

@@ -98,4 +98,9 @@ def predict(run, sentences):
     return tagging.predictions(run.model, sentences)
 
 
+def serving_outputs(run, sentences):
+    """SavedModel `serve` outputs: tokens, tags and their scores (see zoo.tagging.serving_outputs)."""
+    return tagging.serving_outputs(run.model, sentences)
+
+
 format_predictions = tagging.format_predictions

@@ -155,3 +155,8 @@ def evaluate(run, part, split="test"):
 
 def predict(run, texts):
     return classification.predictions(run.model, texts, run.assets["label_names"], run.assets["threshold"])
+
+
+def serving_outputs(run, texts):
+    """SavedModel `serve` outputs: label, score (its probability) and every class probability."""
+    return classification.serving_outputs(run.model, texts, run.assets["label_names"], run.assets["threshold"])

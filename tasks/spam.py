@@ -327,3 +327,8 @@ def evaluate(run, part, split="test"):
 
 def predict(run, texts):
     return classification.predictions(run.model, texts, run.assets["label_names"], run.assets.get("threshold", 0.5))
+
+
+def serving_outputs(run, texts):
+    """SavedModel `serve` outputs: label (at the tuned threshold), score and every class probability."""
+    return classification.serving_outputs(run.model, texts, run.assets["label_names"], run.assets.get("threshold", 0.5))

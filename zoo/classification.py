@@ -200,6 +200,25 @@ def decide(probabilities, label_names, threshold=0.5, positive_index=1):
     return probabilities.argmax(axis=-1)
 
 
+def serving_outputs(model, texts, label_names, threshold=0.5, positive_index=1):
+    """Raw strings (batch,) -> {"label": (batch,) string, "score": its probability, "probabilities": (batch, classes)}.
+
+    The TensorFlow form of `decide` (same threshold rule), traced into an exported SavedModel.
+    """
+    probabilities = model(texts, training=False)
+    if probabilities.shape[-1] == 1:  # sigmoid output: two columns in class-index order, as in predict_probabilities
+        probabilities = tf.concat([1 - probabilities, probabilities], axis=-1)
+    if len(label_names) == 2:
+        chosen = tf.where(probabilities[:, positive_index] >= threshold, positive_index, 1 - positive_index)
+    else:
+        chosen = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return {
+        "label": tf.gather(tf.constant(list(label_names)), chosen),
+        "score": tf.gather(probabilities, chosen, batch_dims=1),
+        "probabilities": probabilities,
+    }
+
+
 def predictions(model, texts, label_names, threshold=0.5, positive_index=1):
     """One dict per text: the label, its probability, and every class probability."""
     probabilities = predict_probabilities(model, texts)

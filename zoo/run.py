@@ -5,6 +5,7 @@ A run directory holds:
     sizes.json     sizes that came from the data (vocabulary size, classes, ...)
     assets.json    vocabulary, label names and task state (e.g. a tuned threshold)
     model.keras    the exported model, which takes raw inputs
+    strategy.json  where it trained: the tf.distribute strategy, replicas, workers, dtype policy
     history.csv    per-epoch training log (appended across resumes); logs/ for TensorBoard
     metrics.json   test-split metrics, written last: its presence marks a finished run
 """
@@ -87,18 +88,38 @@ def _check_run_dir(run_dir, task_name, config, overwrite):
         )
 
 
-def train(task_name, config, run_dir, data_path=None, overwrite=False):
+def train(task_name, config, run_dir, data_path=None, overwrite=False, strategy="default"):
     """Load data, train, export and evaluate one task; returns the test metrics.
 
     All input checks (config, files, labels) happen before the run directory is created, so bad
     input leaves nothing behind. Rerunning after a kill resumes from the last backup.
+    `strategy` is a `--strategy` name (zoo.distribute): the model is built and compiled in its
+    scope, and under multi_worker only the chief writes `run_dir` (the others write to a temporary
+    directory that is removed at the end, and return without evaluating).
     """
-    from zoo import training
+    from zoo import distribute
 
+    placement = distribute.make_placement(strategy)  # before any other TF op: collectives configure at start-up
     task = get_task(task_name)
+    distribute.check_task(task, config, placement)
+    distribute.check_mixed_precision(config.train.mixed_precision)
     splits = task.load_data(config, data_path)
     prepared = task.prepare(config, splits)
-    _check_run_dir(run_dir, task_name, config, overwrite)
+    if placement.is_chief or not overwrite:
+        _check_run_dir(run_dir, task_name, config, overwrite and placement.is_chief)
+    write_dir = distribute.output_directory(run_dir, placement)
+    try:
+        if not placement.is_chief and not overwrite:
+            distribute.copy_resume_state(run_dir, write_dir)
+        return _train_into(task, task_name, config, prepared, splits, write_dir, placement)
+    finally:
+        if write_dir != run_dir:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _train_into(task, task_name, config, prepared, splits, run_dir, placement):
+    """Train and export into `run_dir` (this worker's output directory); evaluate on the chief only."""
+    from zoo import distribute, training
 
     os.makedirs(run_dir, exist_ok=True)
     atomic_write_json(os.path.join(run_dir, "config.json"), {"task": task_name, "config": config_lib.to_dict(config)})
@@ -110,13 +131,24 @@ def train(task_name, config, run_dir, data_path=None, overwrite=False):
         save_vocabulary(prepared.assets["vocabulary"], os.path.join(run_dir, "vocab.json"))
 
     training.set_seed(config.train.seed, config.train.deterministic)
-    model = task.build_model(config, prepared.sizes)
-    task.compile_model(model, config, prepared.sizes)
+    distribute.warn_single_replica(placement)
+    with distribute.precision_policy(config.train.mixed_precision) as policy, placement.strategy.scope():
+        model = task.build_model(config, prepared.sizes)
+        task.compile_model(model, config, prepared.sizes)
+    atomic_write_json(os.path.join(run_dir, "strategy.json"), {**placement.record(), "dtype_policy": policy})
     model.summary(print_fn=lambda line, **_: print(line))
+    train_data, validation_data = prepared.train, prepared.validation
+    callbacks = list(prepared.callbacks)
+    if placement.num_workers > 1:
+        train_data, validation_data = distribute.shard_by_data(train_data), distribute.shard_by_data(validation_data)
+        distribute.work_around_keras_multi_worker(model, train_data)
+        callbacks.append(distribute.CheckSameStart(placement.strategy))
     summary = training.fit(
-        model, prepared.train, prepared.validation, config.train, run_dir,
-        class_weight=prepared.class_weight, extra_callbacks=prepared.callbacks,
+        model, train_data, validation_data, config.train, run_dir,
+        class_weight=prepared.class_weight, extra_callbacks=callbacks,
     )
+    summary["weights_sha256"] = distribute.weights_fingerprint(model)
+    print(f"trained weights sha256 (worker {placement.worker_index}): {summary['weights_sha256']}")
 
     exported, state = task.finish(model, config, prepared, splits)
     assets = {**prepared.assets, **state}
@@ -126,6 +158,8 @@ def train(task_name, config, run_dir, data_path=None, overwrite=False):
 
     history = _read_history(os.path.join(run_dir, "history.csv"))
     atomic_write_json(os.path.join(run_dir, "history.json"), {**summary, "epochs": history})
+    if not placement.is_chief:
+        return {"worker": placement.worker_index, "train_seconds": summary["train_seconds"]}
 
     run = load(run_dir)
     metrics = task.evaluate(run, splits["test"], split="test")

@@ -377,7 +377,7 @@ def build_tagger(config, sizes, name="tagger"):
         sizes["num_tags"], activation=None if crf else "softmax", dtype="float32", name="emissions"
     )(features)
     if crf:
-        outputs = CRF(sizes["num_tags"], name="crf")(outputs)
+        outputs = CRF(sizes["num_tags"], dtype="float32", name="crf")(outputs)  # float32 scores under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -642,6 +642,34 @@ def predictions(model, sentences):
     token_lists = [sentence.split() for sentence in sentences]
     tagged = tag_sentences(model, token_lists) if token_lists else []
     return [{"tokens": tokens, "tags": tags} for tokens, tags in zip(token_lists, tagged)]
+
+
+def serving_outputs(model, sentences):
+    """Raw sentences (batch,) -> named tensors for a SavedModel `serve` signature.
+
+    tokens, tags (batch, time) string ("" on padding) and length (batch,) int32, plus scores:
+    softmax output: "scores" (batch, time), the probability of each chosen tag (0 on padding);
+    CRF output: "score" (batch,), the probability of the whole decoded tag path (a CRF has no
+    per-token probability without a forward-backward pass).
+    """
+    tokens = model.get_layer("split_tokens")(sentences)
+    token_mask = model.get_layer("token_mask")(tokens)
+    features = model.get_layer("token_features")(tokens)
+    if any(layer.name == "crf" for layer in model.layers):
+        crf = model.get_layer("crf")
+        emissions = model.get_layer("emission_network")(features, training=False)
+        tag_ids = crf(emissions, mask=token_mask, decode=True)
+        scores = {"score": tf.exp(crf.log_likelihood(emissions, tag_ids, token_mask))}
+    else:
+        probabilities = model.get_layer("tagger")(features, training=False)
+        tag_ids = model.get_layer("argmax")(probabilities, token_mask)
+        scores = {"scores": tf.where(token_mask, tf.reduce_max(probabilities, axis=-1), 0.0)}
+    return {
+        "tokens": tokens,
+        "tags": model.get_layer("tag_names")(tag_ids),
+        "length": tf.reduce_sum(tf.cast(token_mask, tf.int32), axis=1),
+        **scores,
+    }
 
 
 def format_predictions(rows, output_format):

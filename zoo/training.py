@@ -29,6 +29,7 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = None  # cap batches per epoch (quick runs); None = whole split
     backup_every_steps: int = 50  # how often the resume checkpoint is written, in batches
     monitor: str = "val_loss"  # the validation log that picks the best epoch: *loss is minimised, others maximised
+    mixed_precision: bool = False  # mixed_float16 compute with float32 outputs; GPU only (rejected on CPU)
 
     def validate(self):
         for name in ("epochs", "batch_size", "patience", "backup_every_steps"):
@@ -165,7 +166,10 @@ def fit(model, train_data, validation_data, config, run_dir, *, class_weight=Non
     nan_guard = StopOnNaN()
     callbacks = [
         EpochTimer(),
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq=config.backup_every_steps, delete_checkpoint=False),
+        # double_checkpoint: a kill in the middle of writing the backup leaves the previous one to resume from.
+        keras.callbacks.BackupAndRestore(
+            backup_dir, save_freq=config.backup_every_steps, double_checkpoint=True, delete_checkpoint=False
+        ),
         nan_guard,
         best,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),

@@ -1,0 +1,50 @@
+"""SavedModel export of a finished run: a `serve` signature from raw inputs to labels, tags or captions with scores."""
+
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from zoo.errors import UserError
+
+ENDPOINT = "serve"
+
+
+def input_spec(model):
+    """The one raw input of an exported model as a TensorSpec, e.g. (None,) tf.string for texts or image bytes."""
+    if len(model.inputs) != 1:
+        raise UserError(f"{model.name}: a SavedModel export needs a model with one raw input, found {len(model.inputs)}")
+    tensor = model.inputs[0]
+    return tf.TensorSpec(shape=tensor.shape, dtype=tensor.dtype, name=tensor.name.split(":")[0])
+
+
+def named_outputs(model, outputs):
+    """The model's outputs as a {name: tensor} dict: the default when a task has no `serving_outputs` hook."""
+    if isinstance(outputs, dict):
+        return dict(outputs)
+    if isinstance(outputs, (list, tuple)):
+        return dict(zip(model.output_names, outputs))
+    return {model.output_names[0]: outputs}
+
+
+def serving_function(run):
+    """raw inputs -> {name: tensor}: the task's `serving_outputs(run, inputs)` hook, else the model's named outputs."""
+    hook = getattr(run.task, "serving_outputs", None)
+    if hook is not None:
+        return lambda inputs: hook(run, inputs)
+    return lambda inputs: named_outputs(run.model, run.model(inputs, training=False))
+
+
+def write_saved_model(run, out_dir, overwrite=False):
+    """Write `run` as a TensorFlow SavedModel in `out_dir` with `serve` (= `serving_default`) signature."""
+    if os.path.exists(out_dir):
+        if not overwrite:
+            raise UserError(f"{out_dir}: already exists; choose another output folder or pass --overwrite")
+        shutil.rmtree(out_dir)
+    model = run.model
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(ENDPOINT, serving_function(run), input_signature=[input_spec(model)])
+    archive.write_out(out_dir, verbose=False)
+    return out_dir
