@@ -1,4 +1,4 @@
-"""Metrics of the field, computed from predictions: classification scores, reports and plots."""
+"""Metrics of the field, computed from predictions: classification scores, BLEU for generated text, reports and plots."""
 
 import numpy as np
 
@@ -104,3 +104,50 @@ def plot_confusion_matrix(matrix, label_names, path, title="Confusion matrix"):
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
+
+
+def corpus_bleu(hypotheses, references, max_order=4):
+    """Corpus BLEU-1..max_order (0-100) of `hypotheses` against every reference, with sacrebleu.
+
+    Args:
+        hypotheses: one generated string per example, already tokenized (tokens split by spaces).
+        references: one list of reference strings per example; the lists may differ in length.
+
+    BLEU-n is the cumulative score (geometric mean of the 1..n-gram precisions times the brevity
+    penalty against the closest reference length), as in the COCO caption evaluation. Text is
+    compared as given (`tokenize="none"`) and unsmoothed, so both sides must be normalized alike.
+
+    Returns {"bleu_1": float, ..., "bleu_{max_order}": float}.
+    """
+    from sacrebleu.metrics import BLEU
+
+    hypotheses = list(hypotheses)
+    references = [list(refs) for refs in references]
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference lists")
+    if not hypotheses or not all(references):
+        raise ValueError("every hypothesis needs at least one reference")
+    # sacrebleu takes reference *streams* (the k-th reference of every example); None pads short lists.
+    most = max(len(refs) for refs in references)
+    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
+    scores = {}
+    for order in range(1, max_order + 1):
+        metric = BLEU(max_ngram_order=order, tokenize="none", smooth_method="none")
+        scores[f"bleu_{order}"] = float(metric.corpus_score(hypotheses, streams).score)
+    return scores
+
+
+def caption_diversity(captions):
+    """Mean length in words, distinct words used, and distinct captions / captions.
+
+    A model that writes the same caption for every image has distinct_caption_fraction near 0 and few
+    distinct words, whatever its BLEU.
+    """
+    captions = list(captions)
+    words = [caption.split() for caption in captions]
+    return {
+        "mean_caption_length": float(np.mean([len(w) for w in words])) if words else 0.0,
+        "distinct_words": len({word for w in words for word in w}),
+        "distinct_captions": len(set(captions)),
+        "distinct_caption_fraction": len(set(captions)) / len(captions) if captions else 0.0,
+    }

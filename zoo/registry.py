@@ -10,6 +10,7 @@ TASKS = {
     "ner": "tasks.ner",
     "lm": "tasks.lm",
     "spam": "tasks.spam",
+    "captioning": "tasks.captioning",
 }
 
 
