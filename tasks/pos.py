@@ -38,9 +38,10 @@ class DataConfig(tagging.TaggingDataConfig):
 @dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = DataConfig()
-    model: tagging.TaggerConfig = tagging.TaggerConfig()
+    # A char BiLSTM over each word: +0.24 test accuracy over the char CNN, mostly on unknown words (README).
+    model: tagging.TaggerConfig = tagging.TaggerConfig(char_encoder="lstm")
     # The validation loss turns up while accuracy still improves (confident errors): select by accuracy.
-    train: TrainConfig = TrainConfig(epochs=15, batch_size=32, patience=3, monitor="val_accuracy")
+    train: TrainConfig = TrainConfig(epochs=30, batch_size=32, patience=3, monitor="val_accuracy")
 
 
 PRESETS = {
