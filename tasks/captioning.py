@@ -53,6 +53,7 @@ from zoo import data as data_lib
 from zoo import decoding, images
 from zoo import metrics as metrics_lib
 from zoo import recurrent
+from zoo import text as text_lib
 from zoo.errors import UserError
 from zoo.io import atomic_write_text
 from zoo.training import Prepared, TrainConfig
@@ -327,7 +328,7 @@ def build_vocabulary(captions, min_count):
     Returns the token list for ids 2, 3, ...: `<start>`, `<end>`, then the words (0 is padding, 1 unknown).
     """
     counts = collections.Counter(word for image in captions for caption in image for word in words(caption))
-    kept = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
+    kept = text_lib.ranked_tokens(counts, min_count)
     if not kept:
         raise UserError(f"no training word occurs {min_count}+ times; lower data.min_count")
     return [START, END] + [word for word, _ in kept]

@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from zoo import data as data_lib
 from zoo import decoding
+from zoo import text as text_lib
 from zoo.errors import UserError
 from zoo.recurrent import RecurrentConfig, make_layer
 from zoo.training import Prepared, TrainConfig
@@ -169,9 +170,7 @@ def detokenize(tokens, level):
 def build_vocabulary(tokens, max_size=None):
     """Training tokens by frequency (ties alphabetical); ids start at 2 (0 padding, 1 out of vocabulary)."""
     counts = collections.Counter(tokens)
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    if max_size is not None:
-        ranked = ranked[: max_size - 2]
+    ranked = text_lib.ranked_tokens(counts, max_size=max_size)
     if not ranked:
         raise UserError("the training text gave an empty vocabulary")
     return [token for token, _ in ranked]

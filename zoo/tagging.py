@@ -25,6 +25,7 @@ from keras import ops
 
 from zoo import data as data_lib
 from zoo import recurrent
+from zoo import text as text_lib
 from zoo.crf import CRF, CRFLoss
 from zoo.errors import UserError
 from zoo.recurrent import RecurrentConfig
@@ -469,15 +470,14 @@ def build_vocabularies(train, config):
     once (the rare-word dropout targets ids from there on).
     """
     counts = collections.Counter(word for words in normalized_tokens(train.tokens, config) for word in words)
-    ranked = sorted((item for item in counts.items() if item[1] >= config.data.min_count), key=lambda item: (-item[1], item[0]))
-    ranked = ranked[: config.data.vocab_size - 2]
+    ranked = text_lib.ranked_tokens(counts, config.data.min_count, config.data.vocab_size)
     words = [word for word, _ in ranked]
     if not words:
         raise UserError(f"{train.source}: the training split gave an empty vocabulary")
     rare = [position for position, (_, count) in enumerate(ranked) if count <= 1]
     first_rare_id = (rare[0] if rare else len(words)) + 2
     char_counts = collections.Counter(char for tokens in train.tokens for token in tokens for char in token)
-    chars = [char for char, _ in sorted(char_counts.items(), key=lambda item: (-item[1], item[0]))][: config.data.max_chars - 2]
+    chars = [char for char, _ in text_lib.ranked_tokens(char_counts, max_size=config.data.max_chars)]
     sizes = {"vocab_size": len(words) + 2, "char_vocab_size": len(chars) + 2, "first_rare_id": first_rare_id}
     return {"words": words, "chars": chars}, sizes
 

@@ -67,6 +67,16 @@ def tokenize(texts, level="word", batch_size=2048):
             yield [token.decode("utf-8") for token in row]
 
 
+def ranked_tokens(counts, min_count=1, max_size=None):
+    """(token, count) pairs seen at least `min_count` times, most frequent first, ties alphabetical.
+
+    `max_size` counts the two reserved ids (padding and OOV), so at most `max_size - 2` pairs are kept;
+    None keeps them all. Every vocabulary of the zoo is ranked this way, so ids are reproducible.
+    """
+    ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
+    return ranked if max_size is None else ranked[: max(0, max_size - 2)]
+
+
 def build_vocabulary(texts, level="word", max_size=20000, min_count=1):
     """Most frequent tokens of the *training* texts, ties broken alphabetically.
 
@@ -76,8 +86,7 @@ def build_vocabulary(texts, level="word", max_size=20000, min_count=1):
     counts = collections.Counter()
     for tokens in tokenize(texts, level):
         counts.update(tokens)
-    ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
-    vocabulary = [token for token, _ in ranked[: max(0, max_size - 2)]]
+    vocabulary = [token for token, _ in ranked_tokens(counts, min_count, max_size)]
     if not vocabulary:
         raise UserError("the training texts gave an empty vocabulary")
     return vocabulary
