@@ -1,10 +1,12 @@
 """Benchmark the recurrent cells: `python benchmark.py [--tasks sentiment,spam] [--cells ...] [--suite cells,synthetic,speed]`.
 
 Suites (comma-separated, default `cells`):
-  cells      each task x cell x seed as a normal run directory: test quality, parameters, training
-             throughput, time per epoch, batch-1 latency, large-batch throughput, peak memory
+  cells      each task x cell x seed (x value, with --variants KEY=V1,V2) as a normal run directory:
+             test quality, parameters, training throughput, time per epoch, batch-1 latency,
+             large-batch throughput, peak memory
   synthetic  the adding and copy problems swept over T, and ||dL/dh_t|| at init and after training
-  speed      zoo vs hand-written Keras overhead, bucketing vs fixed padding, jit_compile on/off, cuDNN path
+  speed      zoo vs hand-written Keras overhead, bucketing vs fixed padding, jit_compile on/off, cuDNN path;
+             with --peer torch also the same model trained in PyTorch (requirements-peer.txt)
 Everything lands in --out: results.json/.md and PNG plots per suite. Rerunning skips finished work.
 """
 
@@ -41,10 +43,18 @@ def parse_args(argv=None):
     parser.add_argument("--data", help="local data path passed to every task (default: each task's own lookup)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override applied to every cells-suite run (repeatable)")
+    parser.add_argument("--variants", action="append", default=[], metavar="KEY=V1,V2",
+                        help="cells suite: run every task x cell x seed once per value of one config key, "
+                             "e.g. model.stateful=true,false (one key, at least two values)")
     parser.add_argument("--lengths", help="synthetic suite: comma-separated T values (default by budget)")
     parser.add_argument("--synthetic-steps", type=int, help="synthetic suite: optimizer steps per point")
     parser.add_argument("--synthetic-tasks", default="adding,copy", help="synthetic suite: adding,copy")
     parser.add_argument("--speed-examples", type=int, help="speed suite: IMDB training examples timed per variant")
+    parser.add_argument("--speed-parts", help="speed suite: comma-separated subset of cudnn,overhead,xla,padding,peer "
+                        "(default: all; peer needs --peer). A partial run rewrites speed.json/.md with those parts only")
+    parser.add_argument("--peer", choices=("torch",), help="speed suite: also train the same model in PyTorch "
+                        "(nn.LSTM/GRU/RNN) on the same batches and report zoo/torch throughput; needs --suite speed "
+                        "and `python -m pip install -r requirements-peer.txt`")
     return parser.parse_args(argv)
 
 
@@ -58,6 +68,22 @@ def main(argv=None):
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
     suites = _names(args.suite, SUITES, "--suite")
+    if args.variants and "cells" not in suites:
+        raise UserError("--variants: applies to the cells suite only (add --suite cells)")
+    if (args.peer or args.speed_parts) and "speed" not in suites:
+        flag = "--peer" if args.peer else "--speed-parts"
+        raise UserError(f"{flag} belongs to the speed suite: add `--suite speed` (e.g. --suite speed --peer torch)")
+    speed_parts = None
+    if "speed" in suites:
+        from zoo import speed
+
+        speed_parts = _names(args.speed_parts, speed.PARTS, "--speed-parts") if args.speed_parts else speed.PARTS
+        if "peer" in speed_parts and args.speed_parts and not args.peer:
+            raise UserError("--speed-parts peer: name the peer framework with --peer torch")
+        if args.peer:
+            from zoo import peer
+
+            peer.import_torch()  # a missing torch is reported now, not after the other suites ran
     cells = _names(args.cells, list(CELLS), "--cells")
     os.makedirs(args.out, exist_ok=True)
     print(f"machine: {benchmark.machine_description()}", flush=True)
@@ -67,8 +93,15 @@ def main(argv=None):
 
     if "cells" in suites:
         tasks = _names(args.tasks, sorted(TASKS), "--tasks")
+        variants = None
+        if len(args.variants) > 1:
+            raise UserError("--variants: give it once, with one key (e.g. --variants model.stateful=true,false)")
+        if args.variants:
+            variants = benchmark.parse_variants(args.variants[0])
+            benchmark.check_variants(variants, tasks, cells, args.budget, args.overrides)
         results = benchmark.run_benchmark(tasks, cells, args.seeds, args.budget, args.out,
-                                          extra_overrides=args.overrides, data_path=args.data, progress=progress)
+                                          extra_overrides=args.overrides, data_path=args.data, progress=progress,
+                                          variants=variants)
         print(benchmark.markdown_table(results))
         failed = sum(r["status"] != "ok" for r in results["runs"])
         print(f"{len(results['runs']) - failed} runs ok, {failed} failed; results in {args.out}/results.json")
@@ -84,7 +117,7 @@ def main(argv=None):
         from zoo import speed
 
         report = speed.run(cells, args.budget, os.path.join(args.out, "speed"), data_path=args.data,
-                           examples=args.speed_examples, progress=progress)
+                           examples=args.speed_examples, progress=progress, parts=speed_parts, peer=args.peer)
         print(report)
 
 

@@ -78,6 +78,23 @@ def test_batches_are_bucketed_and_right_padded_to_their_own_length():
     assert dataset.cardinality().numpy() >= 3
 
 
+def test_xla_batches_are_padded_to_bucket_edges_so_shapes_stay_few():
+    texts = ["w " * n for n in (3, 4, 5, 30, 31, 33, 2, 40, 17, 18)]
+    vectorizer = text.make_vectorizer(["w"], ragged=True)
+    dataset = data_lib.text_dataset(texts, np.arange(10), vectorizer, max_length=35, batch_size=3, pad_to_edges=True)
+    widths, seen = set(), []
+    for ids, targets in dataset:
+        ids = ids.numpy()
+        lengths = (ids != 0).sum(axis=1)
+        widths.add(ids.shape[1])
+        for row, length in zip(ids, lengths):
+            assert (row[:length] != 0).all() and (row[length:] == 0).all()  # still right padding
+        seen.extend(targets.numpy().tolist())
+    # edges 16 and 32 below max_length 35: buckets padded to 15, 31 and 35 whatever the batch holds
+    assert widths <= {15, 31, 35} and 35 in widths
+    assert sorted(seen) == list(range(10))
+
+
 def test_vocabulary_comes_from_the_given_texts_only():
     vocabulary = text.build_vocabulary(["b a a", "c a b"], max_size=10)
     assert vocabulary == ["a", "b", "c"]

@@ -54,6 +54,7 @@ def prepare(config, splits, labels, label_names=None, class_weight=None):
             max_length=config.data.max_length,
             batch_size=config.train.batch_size,
             shuffle_seed=config.train.seed if name == "train" else None,
+            pad_to_edges=bool(config.train.jit_compile),
         )
     sizes = {"vocab_size": len(vocabulary) + 2, "num_classes": len(labels)}
     assets = {"vocabulary": vocabulary, "labels": list(labels), "label_names": list(label_names or labels)}

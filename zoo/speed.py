@@ -25,6 +25,10 @@ SPEED_BUDGETS = {
 }
 
 
+# The measurements of the suite, in run order; "peer" runs only with a peer (`run(peer="torch")`).
+PARTS = ("cudnn", "overhead", "xla", "padding", "peer")
+
+
 def sentiment_setup(cell, examples, max_length, data_path=None, extra=()):
     """(task, config, prepared) for IMDB with `examples` training reviews, default model sizes."""
     from zoo.cli import resolve_config
@@ -160,13 +164,22 @@ def xla(task, config, prepared):
     return result
 
 
-def run(cells, budget, out_dir, data_path=None, examples=None, progress=print):
-    """The speed suite: writes speed.json and speed.md in `out_dir`; returns the Markdown."""
+def run(cells, budget, out_dir, data_path=None, examples=None, progress=print, parts=PARTS, peer=None):
+    """The speed suite: writes speed.json and speed.md in `out_dir`; returns the Markdown.
+
+    `parts` picks the measurements (default all of PARTS but "peer"); `peer="torch"` adds the PyTorch
+    peer comparison (`zoo.peer`) for every cell. Only the parts run appear in the report.
+    """
     settings = SPEED_BUDGETS[budget]
     examples = examples or settings["examples"]
+    parts = [part for part in PARTS if part in parts and part != "peer"] + (["peer"] if peer else [])
+    if peer:
+        from zoo import peer as peer_lib
+
+        peer_lib.import_torch()  # fail before the data is prepared if torch is missing
     os.makedirs(out_dir, exist_ok=True)
     report = {"budget": budget, "examples": examples, "max_length": settings["max_length"], "gpus": [
-        d.name for d in tf.config.list_physical_devices("GPU")], "cudnn": {}, "overhead": {}, "padding": {}, "xla": {}}
+        d.name for d in tf.config.list_physical_devices("GPU")], **{part: {} for part in parts}}
     path = os.path.join(out_dir, "speed.json")
     start = time.perf_counter()
     from zoo import config as config_lib
@@ -176,12 +189,16 @@ def run(cells, budget, out_dir, data_path=None, examples=None, progress=print):
     task, base_config, prepared = sentiment_setup(cells[0], examples, settings["max_length"], data_path)
     for cell in cells:
         config = config_lib.apply_overrides(base_config, {"model.cell": cell})
-        report["cudnn"][cell] = cudnn_report(zoo_model(task, config, prepared.sizes))
+        if "cudnn" in parts:
+            report["cudnn"][cell] = cudnn_report(zoo_model(task, config, prepared.sizes))
         steps = [("xla", lambda: xla(task, config, prepared))]
         if cell in settings["overhead_cells"]:
             steps.insert(0, ("overhead", lambda: overhead(task, config, prepared, settings["rounds"])))
         if cell in settings["padding_cells"]:
             steps.append(("padding", lambda: padding(task, config, prepared)))
+        if peer:
+            steps.append(("peer", lambda: peer_lib.compare(task, config, prepared, settings["rounds"], peer)))
+        steps = [(name, function) for name, function in steps if name in parts]
         for name, function in steps:
             progress(f"[speed] {cell}: {name}  elapsed {time.perf_counter() - start:.0f}s")
             try:
@@ -201,39 +218,52 @@ def _fmt(value, digits=3):
 
 
 def speed_markdown(report):
+    """The report as Markdown: one table per part that ran (a report holds only the parts it ran)."""
     lines = [f"IMDB sentiment, {report['examples']} training reviews, max_length {report['max_length']}, "
              f"sentiment model (task defaults, last-state pooling), CPU; GPUs visible: {report['gpus'] or 'none'}.", ""]
-    lines += ["Overhead (same batches, passes interleaved after a warm-up pass):", "",
-              "| cell | zoo s | plain Keras s | ratio zoo/plain | within 5% |", "|---|---:|---:|---:|---|"]
-    for cell, item in report["overhead"].items():
-        if "error" in item:
-            lines.append(f"| {cell} | error: {item['error']} | | | |")
-            continue
-        lines.append(f"| {cell} | {_fmt(item['zoo_seconds'], 2)} | {_fmt(item['plain_seconds'], 2)} | "
-                     f"{_fmt(item['ratio_zoo_over_plain'])} | {'yes' if item['within_5_percent'] else 'NO'} |")
-    lines += ["", "Bucketing vs fixed padding to max_length (steady pass after a first pass):", "",
-              "| cell | bucketed tok/s | fixed tok/s | tok/s ratio | bucketed epoch s | fixed epoch s | padded tokens fixed/bucketed |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-    for cell, item in report["padding"].items():
-        if "error" in item:
-            lines.append(f"| {cell} | error: {item['error']} | | | | | |")
-            continue
-        b, f = item["bucketed"], item["fixed"]
-        lines.append(f"| {cell} | {b['tokens_per_second']:,.0f} | {f['tokens_per_second']:,.0f} | "
-                     f"{_fmt(item['speedup_tokens_per_second'], 2)} | {_fmt(b['epoch_seconds'], 2)} | "
-                     f"{_fmt(f['epoch_seconds'], 2)} | {f['padded_tokens'] / b['padded_tokens']:.2f} |")
-    lines += ["", "jit_compile (XLA) off vs on, bucketed batches:", "",
-              "| cell | shapes | off: first / steady s | on: first / steady s | steady speedup on/off | faster |",
-              "|---|---:|---:|---:|---:|---|"]
-    for cell, item in report["xla"].items():
-        if "error" in item:
-            lines.append(f"| {cell} | error: {item['error']} | | | | |")
-            continue
-        def both(part):
-            return part.get("error", "")[:80] or f"{_fmt(part['first_pass_seconds'], 2)} / {_fmt(part['epoch_seconds'], 2)}"
-        lines.append(f"| {cell} | {item['bucket_shapes']} | {both(item['off'])} | {both(item['on'])} | "
-                     f"{_fmt(item.get('steady_speedup_on_over_off'), 2)} | {item.get('faster', 'n/a')} |")
-    lines += ["", "cuDNN eligibility (zoo.recurrent.cudnn_eligible):", "", "| cell | eligible | path here |", "|---|---|---|"]
-    for cell, item in report["cudnn"].items():
-        lines.append(f"| {cell} | {item['eligible']} | {item['path']} |")
-    return "\n".join(lines) + "\n"
+    if "overhead" in report:
+        lines += ["Overhead (same batches, passes interleaved after a warm-up pass):", "",
+                  "| cell | zoo s | plain Keras s | ratio zoo/plain | within 5% |", "|---|---:|---:|---:|---|"]
+        for cell, item in report["overhead"].items():
+            if "error" in item:
+                lines.append(f"| {cell} | error: {item['error']} | | | |")
+                continue
+            lines.append(f"| {cell} | {_fmt(item['zoo_seconds'], 2)} | {_fmt(item['plain_seconds'], 2)} | "
+                         f"{_fmt(item['ratio_zoo_over_plain'])} | {'yes' if item['within_5_percent'] else 'NO'} |")
+        lines.append("")
+    if "padding" in report:
+        lines += ["Bucketing vs fixed padding to max_length (steady pass after a first pass):", "",
+                  "| cell | bucketed tok/s | fixed tok/s | tok/s ratio | bucketed epoch s | fixed epoch s | padded tokens fixed/bucketed |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for cell, item in report["padding"].items():
+            if "error" in item:
+                lines.append(f"| {cell} | error: {item['error']} | | | | | |")
+                continue
+            b, f = item["bucketed"], item["fixed"]
+            lines.append(f"| {cell} | {b['tokens_per_second']:,.0f} | {f['tokens_per_second']:,.0f} | "
+                         f"{_fmt(item['speedup_tokens_per_second'], 2)} | {_fmt(b['epoch_seconds'], 2)} | "
+                         f"{_fmt(f['epoch_seconds'], 2)} | {f['padded_tokens'] / b['padded_tokens']:.2f} |")
+        lines.append("")
+    if "xla" in report:
+        lines += ["jit_compile (XLA) off vs on, bucketed batches:", "",
+                  "| cell | shapes | off: first / steady s | on: first / steady s | steady speedup on/off | faster |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for cell, item in report["xla"].items():
+            if "error" in item:
+                lines.append(f"| {cell} | error: {item['error']} | | | | |")
+                continue
+            def both(part):
+                return part.get("error", "")[:80] or f"{_fmt(part['first_pass_seconds'], 2)} / {_fmt(part['epoch_seconds'], 2)}"
+            lines.append(f"| {cell} | {item['bucket_shapes']} | {both(item['off'])} | {both(item['on'])} | "
+                         f"{_fmt(item.get('steady_speedup_on_over_off'), 2)} | {item.get('faster', 'n/a')} |")
+        lines.append("")
+    if "cudnn" in report:
+        lines += ["cuDNN eligibility (zoo.recurrent.cudnn_eligible):", "", "| cell | eligible | path here |", "|---|---|---|"]
+        for cell, item in report["cudnn"].items():
+            lines.append(f"| {cell} | {item['eligible']} | {item['path']} |")
+        lines.append("")
+    if "peer" in report:
+        from zoo import peer
+
+        lines.append(peer.markdown(report["peer"]))
+    return "\n".join(lines).rstrip("\n") + "\n"
