@@ -55,3 +55,27 @@ def test_best_weights_are_kept_and_training_stops_early(tmp_path):
     assert np.isclose(summary["best"], min(losses))
     evaluated = model.evaluate(_tiny_problem(), verbose=0)
     assert np.isclose(evaluated, min(losses), rtol=1e-4)  # the model holds the best weights
+
+
+def test_xla_with_op_determinism_is_refused_because_keras_would_drop_it():
+    from zoo.errors import UserError
+
+    with pytest.raises(UserError, match=r"jit_compile=true needs train.deterministic=false"):
+        training.TrainConfig(jit_compile=True).validate()
+    training.TrainConfig(jit_compile=True, deterministic=False).validate()
+
+
+@pytest.mark.parametrize("deterministic, expected_xla", [(True, False), (False, True)])
+def test_deterministic_false_really_lets_xla_compile(deterministic, expected_xla):
+    import warnings
+
+    # Determinism is process-wide: switch it on first, as an earlier run in this process would.
+    training.set_seed(1, deterministic=True)
+    training.set_seed(1, deterministic=deterministic)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    dropped = any("Proceeding with `jit_compile=False`" in str(w.message) for w in caught)
+    assert model.jit_compile is expected_xla and dropped is not expected_xla
+    training.set_seed(1, deterministic=True)  # leave the process as the other tests expect

@@ -25,7 +25,7 @@ class TrainConfig:
     patience: int = 2  # epochs without a better validation loss before stopping
     seed: int = 1337
     deterministic: bool = True  # deterministic TF ops: a CPU run repeats bit for bit
-    jit_compile: bool = False  # XLA recompiles for every new bucket length, so off by default
+    jit_compile: bool = False  # XLA; needs deterministic=false (Keras drops XLA under TF op determinism)
     steps_per_epoch: Optional[int] = None  # cap batches per epoch (quick runs); None = whole split
     backup_every_steps: int = 50  # how often the resume checkpoint is written, in batches
     monitor: str = "val_loss"  # the validation log that picks the best epoch: *loss is minimised, others maximised
@@ -41,6 +41,14 @@ class TrainConfig:
             raise UserError(f"train.clipnorm={self.clipnorm}: must be 0 (off) or positive")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"train.steps_per_epoch={self.steps_per_epoch}: must be at least 1")
+        if self.jit_compile and self.deterministic:
+            # Keras' model_supports_jit() returns False while TF op determinism is on, and fit() then
+            # trains without XLA after a UserWarning: a silent no-op is worse than this error.
+            raise UserError(
+                "train.jit_compile=true needs train.deterministic=false: Keras turns XLA off while "
+                "TensorFlow op determinism is enabled, so the run would silently train without XLA; "
+                "add --set train.deterministic=false (runs are then no longer bit-for-bit repeatable)"
+            )
         if not self.monitor.startswith("val_"):
             raise UserError(f"train.monitor={self.monitor}: must name a validation log, e.g. val_loss or val_accuracy")
 
@@ -66,10 +74,18 @@ class TrainingError(Exception):
 
 
 def set_seed(seed, deterministic=True):
-    """Seed Python, NumPy and TensorFlow; optionally force deterministic TF kernels."""
+    """Seed Python, NumPy and TensorFlow; force deterministic TF kernels on or off.
+
+    Determinism is process-wide, so `deterministic=False` also undoes an earlier run's setting in
+    the same process (tests, the benchmark); otherwise XLA would stay silently disabled.
+    """
+    from tensorflow.python.framework import config as tf_config
+
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    elif tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
 
 
 def make_optimizer(config):
