@@ -1,7 +1,6 @@
 """The optional PyTorch peer of the speed suite: the sentiment model rebuilt in PyTorch, timed against the zoo's."""
 
 import os
-import time
 
 import numpy as np
 
@@ -151,16 +150,6 @@ class TorchTrainer:
         return float(loss.item()), float(accuracy.item())  # .item() waits for the step: timing is honest
 
 
-def _timed_pass(step, batches):
-    """(seconds, mean loss) of one pass of `step(ids, targets)` over `batches`."""
-    losses = []
-    start = time.perf_counter()
-    for ids, targets in batches:
-        result = step(ids, targets)
-        losses.append(float(np.asarray(result[0] if isinstance(result, (list, tuple)) else result)))
-    return time.perf_counter() - start, float(np.mean(losses))
-
-
 def _fused_batches(torch, step, batches, layer_calls_per_batch):
     """Batches of one (untimed, profiled) pass that PyTorch ran on oneDNN's fused RNN layer.
 
@@ -219,14 +208,8 @@ def compare(task, config, prepared, rounds, peer="torch"):
         raise AssertionError(f"architectures differ: torch {torch_parameters} != zoo {zoo_parameters} + {extra} "
                              f"extra biases")
     names = tuple(runners)
-    first = {name: _timed_pass(runners[name], batches) for name in names}
-    totals, losses, per_round = dict.fromkeys(names, 0.0), {}, []
-    for index in range(rounds):
-        seconds = {}
-        for name in names if index % 2 == 0 else names[::-1]:
-            seconds[name], losses[name] = _timed_pass(runners[name], batches)
-            totals[name] += seconds[name]
-        per_round.append(seconds["torch"] / seconds["zoo"])  # = zoo throughput / torch throughput
+    first, totals, rounds_seconds, losses = speed.interleaved(runners, batches, rounds)
+    per_round = [seconds["torch"] / seconds["zoo"] for seconds in rounds_seconds]  # = zoo / torch throughput
     directions = 2 if config.model.bidirectional else 1
     fused = _fused_batches(torch, runners["torch"], batches, directions * config.model.num_layers)
     examples = sum(len(targets) for _, targets in batches) * rounds
@@ -270,20 +253,19 @@ REPORT_FIELDS = (
 
 def markdown(peer_report):
     """The peer table: one row per cell of `compare` results (an error row when a cell failed)."""
-    lines = ["PyTorch peer (same architecture and batches, passes interleaved after a warm-up pass; "
-             "ratio above 1 = zoo faster):", "",
-             "| cell | zoo ex/s | torch ex/s | zoo tok/s | torch tok/s | ratio zoo/torch | params zoo / torch "
-             "| torch batches on oneDNN | torch 1-thread ex/s | ratio zoo/torch 1-thread |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for cell, item in peer_report.items():
-        if "error" in item:
-            lines.append(f"| {cell} | error: {item['error']} | | | | | | | | |")
-            continue
-        lines.append(f"| {cell} | {item['zoo_examples_per_second']:,.1f} | {item['torch_examples_per_second']:,.1f} | "
-                     f"{item['zoo_tokens_per_second']:,.0f} | {item['torch_tokens_per_second']:,.0f} | "
-                     f"{item['ratio_zoo_over_torch_throughput']:.3f} | "
-                     f"{item['zoo_parameters']:,} / {item['torch_parameters']:,} | "
-                     f"{item['torch_batches_on_onednn_kernel']} of {item['batches']} | "
-                     f"{item['torch_1_thread_examples_per_second']:,.1f} | "
-                     f"{item['ratio_zoo_over_torch_1_thread_throughput']:.3f} |")
-    return "\n".join(lines) + "\n"
+    from zoo.speed import markdown_table
+
+    lines = markdown_table(
+        "PyTorch peer (same architecture and batches, passes interleaved after a warm-up pass; "
+        "ratio above 1 = zoo faster):",
+        ["zoo ex/s:", "torch ex/s:", "zoo tok/s:", "torch tok/s:", "ratio zoo/torch:", "params zoo / torch:",
+         "torch batches on oneDNN:", "torch 1-thread ex/s:", "ratio zoo/torch 1-thread:"],
+        peer_report,
+        lambda item: [f"{item['zoo_examples_per_second']:,.1f}", f"{item['torch_examples_per_second']:,.1f}",
+                      f"{item['zoo_tokens_per_second']:,.0f}", f"{item['torch_tokens_per_second']:,.0f}",
+                      f"{item['ratio_zoo_over_torch_throughput']:.3f}",
+                      f"{item['zoo_parameters']:,} / {item['torch_parameters']:,}",
+                      f"{item['torch_batches_on_onednn_kernel']} of {item['batches']}",
+                      f"{item['torch_1_thread_examples_per_second']:,.1f}",
+                      f"{item['ratio_zoo_over_torch_1_thread_throughput']:.3f}"])
+    return "\n".join(lines)

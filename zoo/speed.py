@@ -102,26 +102,49 @@ def _params(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
+def timed_pass(step, batches):
+    """(seconds, mean loss) of one pass of `step(inputs, targets)` over `batches`; `step` returns the
+    loss, or a list starting with it, as Keras' train_on_batch does (numpy values: the step has finished)."""
+    losses = []
+    start = time.perf_counter()
+    for inputs, targets in batches:
+        result = step(inputs, targets)
+        losses.append(float(np.asarray(result[0] if isinstance(result, (list, tuple)) else result)))
+    return time.perf_counter() - start, float(np.mean(losses))
+
+
+def interleaved(runners, batches, rounds):
+    """Passes of every runner (name -> step) over the same batches, so machine load hits them alike.
+
+    Each runner first makes one pass that is not part of the totals (tracing, warm-up), then `rounds`
+    timed passes, the order reversed every round. Returns (first, totals, per_round, last_losses):
+    first[name] = (seconds, mean loss) of the first pass, totals[name] = seconds of the timed passes,
+    per_round = [{name: seconds}] and last_losses[name] = the mean loss of the last pass.
+    """
+    names = tuple(runners)
+    first = {name: timed_pass(runners[name], batches) for name in names}
+    totals, last_losses, per_round = dict.fromkeys(names, 0.0), {}, []
+    for index in range(rounds):
+        seconds = {}
+        for name in names if index % 2 == 0 else names[::-1]:
+            seconds[name], last_losses[name] = timed_pass(runners[name], batches)
+            totals[name] += seconds[name]
+        per_round.append(seconds)
+    return first, totals, per_round, last_losses
+
+
 def overhead(task, config, prepared, rounds):
     """Zoo model vs hand-written model on the same batches, passes interleaved; ratio zoo/plain."""
     batches = [(np.asarray(x), np.asarray(y)) for x, y in prepared.train]
     zoo, plain = zoo_model(task, config, prepared.sizes), plain_keras_model(config, prepared.sizes)
     if _params(zoo) != _params(plain):
         raise AssertionError(f"architectures differ: {_params(zoo)} vs {_params(plain)} parameters")
-    _pass(zoo, batches), _pass(plain, batches)  # warm-up: tracing for every bucket shape
-    totals = {"zoo": 0.0, "plain": 0.0}
-    per_round = []
-    for index in range(rounds):
-        order = ("zoo", "plain") if index % 2 == 0 else ("plain", "zoo")
-        seconds = {}
-        for name in order:
-            seconds[name] = _pass(zoo if name == "zoo" else plain, batches)
-            totals[name] += seconds[name]
-        per_round.append(seconds["zoo"] / seconds["plain"])
+    _, totals, per_round, _ = interleaved({"zoo": zoo.train_on_batch, "plain": plain.train_on_batch}, batches, rounds)
     return {
         "cell": config.model.cell, "parameters": _params(zoo), "batches": len(batches), "rounds": rounds,
         "zoo_seconds": totals["zoo"], "plain_seconds": totals["plain"],
-        "ratio_zoo_over_plain": totals["zoo"] / totals["plain"], "per_round_ratios": per_round,
+        "ratio_zoo_over_plain": totals["zoo"] / totals["plain"],
+        "per_round_ratios": [seconds["zoo"] / seconds["plain"] for seconds in per_round],
         # The requirement is "no more than 5% slower"; a faster zoo pass is measurement noise.
         "within_5_percent": totals["zoo"] / totals["plain"] <= 1.05,
     }
@@ -222,51 +245,52 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
 
 
+def markdown_table(title, columns, items, row):
+    """`title`, then a Markdown table with a `cell` column plus `columns` (a trailing ":" right-aligns
+    one) and one row per `cell: item` of `items`: `row(item)` gives the other cells; an item holding an
+    "error" gets an error row instead. Returns the lines, ending with a blank one."""
+    lines = [title, "", "| " + " | ".join(["cell", *(c.rstrip(":") for c in columns)]) + " |",
+             "|" + "|".join(["---", *("---:" if c.endswith(":") else "---" for c in columns)]) + "|"]
+    for cell, item in items.items():
+        cells = [f"error: {item['error']}"] + [""] * (len(columns) - 1) if "error" in item else row(item)
+        lines.append("| " + " | ".join([cell, *map(str, cells)]) + " |")
+    return lines + [""]
+
+
 def speed_markdown(report):
     """The report as Markdown: one table per part that ran (a report holds only the parts it ran)."""
     lines = [f"IMDB sentiment, {report['examples']} training reviews, max_length {report['max_length']}, "
              f"sentiment model (task defaults, last-state pooling), CPU; GPUs visible: {report['gpus'] or 'none'}.", ""]
     if "overhead" in report:
-        lines += ["Overhead (same batches, passes interleaved after a warm-up pass):", "",
-                  "| cell | zoo s | plain Keras s | ratio zoo/plain | within 5% |", "|---|---:|---:|---:|---|"]
-        for cell, item in report["overhead"].items():
-            if "error" in item:
-                lines.append(f"| {cell} | error: {item['error']} | | | |")
-                continue
-            lines.append(f"| {cell} | {_fmt(item['zoo_seconds'], 2)} | {_fmt(item['plain_seconds'], 2)} | "
-                         f"{_fmt(item['ratio_zoo_over_plain'])} | {'yes' if item['within_5_percent'] else 'NO'} |")
-        lines.append("")
+        lines += markdown_table(
+            "Overhead (same batches, passes interleaved after a warm-up pass):",
+            ["zoo s:", "plain Keras s:", "ratio zoo/plain:", "within 5%"], report["overhead"],
+            lambda item: [_fmt(item["zoo_seconds"], 2), _fmt(item["plain_seconds"], 2),
+                          _fmt(item["ratio_zoo_over_plain"]), "yes" if item["within_5_percent"] else "NO"])
     if "padding" in report:
-        lines += ["Bucketing vs fixed padding to max_length (steady pass after a first pass):", "",
-                  "| cell | bucketed tok/s | fixed tok/s | tok/s ratio | bucketed epoch s | fixed epoch s | padded tokens fixed/bucketed |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for cell, item in report["padding"].items():
-            if "error" in item:
-                lines.append(f"| {cell} | error: {item['error']} | | | | | |")
-                continue
+        def padding_row(item):
             b, f = item["bucketed"], item["fixed"]
-            lines.append(f"| {cell} | {b['tokens_per_second']:,.0f} | {f['tokens_per_second']:,.0f} | "
-                         f"{_fmt(item['speedup_tokens_per_second'], 2)} | {_fmt(b['epoch_seconds'], 2)} | "
-                         f"{_fmt(f['epoch_seconds'], 2)} | {f['padded_tokens'] / b['padded_tokens']:.2f} |")
-        lines.append("")
+            return [f"{b['tokens_per_second']:,.0f}", f"{f['tokens_per_second']:,.0f}",
+                    _fmt(item["speedup_tokens_per_second"], 2), _fmt(b["epoch_seconds"], 2),
+                    _fmt(f["epoch_seconds"], 2), f"{f['padded_tokens'] / b['padded_tokens']:.2f}"]
+
+        lines += markdown_table(
+            "Bucketing vs fixed padding to max_length (steady pass after a first pass):",
+            ["bucketed tok/s:", "fixed tok/s:", "tok/s ratio:", "bucketed epoch s:", "fixed epoch s:",
+             "padded tokens fixed/bucketed:"], report["padding"], padding_row)
     if "xla" in report:
-        lines += ["jit_compile (XLA) off vs on, bucketed batches:", "",
-                  "| cell | shapes | off: first / steady s | on: first / steady s | steady speedup on/off | faster |",
-                  "|---|---:|---:|---:|---:|---|"]
-        for cell, item in report["xla"].items():
-            if "error" in item:
-                lines.append(f"| {cell} | error: {item['error']} | | | | |")
-                continue
-            def both(part):
-                return part.get("error", "")[:80] or f"{_fmt(part['first_pass_seconds'], 2)} / {_fmt(part['epoch_seconds'], 2)}"
-            lines.append(f"| {cell} | {item['bucket_shapes']} | {both(item['off'])} | {both(item['on'])} | "
-                         f"{_fmt(item.get('steady_speedup_on_over_off'), 2)} | {item.get('faster', 'n/a')} |")
-        lines.append("")
+        def both(part):
+            return part.get("error", "")[:80] or f"{_fmt(part['first_pass_seconds'], 2)} / {_fmt(part['epoch_seconds'], 2)}"
+
+        lines += markdown_table(
+            "jit_compile (XLA) off vs on, bucketed batches:",
+            ["shapes:", "off: first / steady s:", "on: first / steady s:", "steady speedup on/off:", "faster"],
+            report["xla"],
+            lambda item: [item["bucket_shapes"], both(item["off"]), both(item["on"]),
+                          _fmt(item.get("steady_speedup_on_over_off"), 2), item.get("faster", "n/a")])
     if "cudnn" in report:
-        lines += ["cuDNN eligibility (zoo.recurrent.cudnn_eligible):", "", "| cell | eligible | path here |", "|---|---|---|"]
-        for cell, item in report["cudnn"].items():
-            lines.append(f"| {cell} | {item['eligible']} | {item['path']} |")
-        lines.append("")
+        lines += markdown_table("cuDNN eligibility (zoo.recurrent.cudnn_eligible):", ["eligible", "path here"],
+                                report["cudnn"], lambda item: [item["eligible"], item["path"]])
     if "peer" in report:
         from zoo import peer
 
