@@ -10,6 +10,7 @@ Use from your own code:
 Data, first match wins: `--data FOLDER` (holding {train,valid,test}.txt), then
 `$RNN_ZOO_DATA/conll2003/{train,valid,test}.txt`, then tensorflow-datasets `conll2003`.
 Files may be tagged IOB1, IOB2 or IOBES (detected, or set data.tag_scheme); tags are IOB2 from then on.
+The network learns IOB2 tags, or IOBES ones with data.train_scheme=iobes; the exported model outputs IOB2.
 """
 
 import dataclasses
@@ -24,17 +25,23 @@ LOCAL_FOLDER = "conll2003"
 TFDS_NAME = "conll2003"
 SPLIT_FILES = {"train": "train", "validation": "valid", "test": "test"}
 TFDS_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
+TRAIN_SCHEMES = ("iob2", "iobes")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(tagging.TaggingDataConfig):
     tag_column: int = -1  # column of the entity tag (default: the last)
     tag_scheme: str = "auto"  # the files' scheme: auto, iob1, iob2 or iobes
+    # The tags the network learns. IOBES gives entity ends and single-token entities their own tags;
+    # the exported model maps them back (S- -> B-, E- -> I-), so it outputs IOB2 either way.
+    train_scheme: str = "iob2"
 
     def validate(self):
         super().validate()
         if self.tag_scheme not in conll.SCHEMES:
             raise UserError(f"data.tag_scheme={self.tag_scheme!r}: expected one of {', '.join(conll.SCHEMES)}")
+        if self.train_scheme not in TRAIN_SCHEMES:
+            raise UserError(f"data.train_scheme={self.train_scheme!r}: expected one of {', '.join(TRAIN_SCHEMES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +79,10 @@ def load_data(config, data_path=None):
 
 
 def prepare(config, splits):
+    """Vocabularies and datasets (zoo.tagging.prepare), on IOBES tags with data.train_scheme=iobes."""
+    if config.data.train_scheme == "iobes":
+        splits = {name: conll.TaggedSentences(part.tokens, [conll.iob2_to_iobes(tags) for tags in part.tags],
+                                              part.source, part.lines) for name, part in splits.items()}
     return tagging.prepare(config, splits)
 
 
@@ -86,7 +97,9 @@ def compile_model(model, config, sizes):
 
 def finish(model, config, prepared, splits):
     """The exported model (raw sentences -> IOB2 tag names per token); no extra state."""
-    return tagging.export(model, config, prepared.assets), {}
+    # Identity for IOB2 training tags; IOBES ones are renamed S- -> B-, E- -> I-.
+    output_tags = conll.iobes_to_iob2(prepared.assets["tags"])
+    return tagging.export(model, config, prepared.assets, tag_names=output_tags), {}
 
 
 def evaluate(run, part, split="test"):

@@ -117,6 +117,27 @@ def test_exported_model_round_trip(tmp_path, output, char_encoder):
     np.testing.assert_array_equal(names[ids + 1], before)
 
 
+def test_iobes_training_tags_export_iob2_names():
+    config = _tiny_config()
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, train_scheme="iobes"))
+    prepared = ner.prepare(config, {"train": SENTENCES, "validation": SENTENCES})
+    # The network learns S- for the single-token entities and E- for the end of "Angela Merkel".
+    assert prepared.assets["tags"] == ["B-PER", "E-PER", "O", "S-LOC", "S-ORG"]
+    assert SENTENCES.tags[0] == ["B-PER", "I-PER", "O", "B-LOC", "O"]  # the caller's splits are left alone
+    model = ner.build_model(config, prepared.sizes)
+    ner.compile_model(model, config, prepared.sizes)
+    model.fit(prepared.train, epochs=1, verbose=0)
+    exported, _ = ner.finish(model, config, prepared, {})
+    assert exported.get_layer("tag_names").tags == ["B-PER", "I-PER", "O", "B-LOC", "B-ORG"]
+    names = np.asarray(exported(tf.constant(["Angela Merkel visited Paris ."])))
+    assert set(names[names != b""]) <= {b"B-PER", b"I-PER", b"O", b"B-LOC", b"B-ORG"}
+
+
+def test_unknown_training_scheme_is_an_error():
+    with pytest.raises(UserError, match=r"data.train_scheme='bio': expected one of iob2, iobes"):
+        ner.DataConfig(train_scheme="bio").validate()
+
+
 def test_pretrained_vectors_glove_and_word2vec(tmp_path):
     config = _tiny_config()
     vocabulary = ["paris", "the", "0000", "unseen"]

@@ -432,8 +432,11 @@ def token_features(config, assets, name="token_features"):
     )
 
 
-def export(tagger, config, assets):
-    """Raw sentences (batch,) string, whitespace-separated tokens -> tag names (batch, time), "" on padding."""
+def export(tagger, config, assets, tag_names=None):
+    """Raw sentences (batch,) string, whitespace-separated tokens -> tag names (batch, time), "" on padding.
+
+    `tag_names[i]` names tag id i in the output (default: the training tags, `assets["tags"]`).
+    """
     sentences = keras.Input(shape=(), dtype="string", name="sentence")
     tokens = SplitTokens(name="split_tokens")(sentences)
     token_mask = TokenMask(name="token_mask")(tokens)
@@ -443,8 +446,8 @@ def export(tagger, config, assets):
         tag_ids = tagger.get_layer("crf")(emissions(features), mask=token_mask, decode=True)
     else:
         tag_ids = MaskedArgmax(name="argmax")(tagger(features), token_mask)
-    tags = assets["tags"]
-    return keras.Model(sentences, TagNames(tags, name="tag_names")(tag_ids), name="sentence_tagger")
+    names = list(tag_names or assets["tags"])
+    return keras.Model(sentences, TagNames(names, name="tag_names")(tag_ids), name="sentence_tagger")
 
 
 # ---- data ---------------------------------------------------------------------------------------
