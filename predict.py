@@ -23,23 +23,30 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _input_lines(path):
+    """Lines of `--input` (a file, gzip allowed, or '-' for standard input), without their ends."""
+    from zoo.data import files
+
+    if path != "-":
+        yield from (line for _, line in files.lines(path))
+        return
+    for line in sys.stdin:
+        yield line.rstrip("\r\n")
+
+
 def _batches(args):
-    from zoo.data import open_text
     from zoo.errors import UserError
 
     if args.inputs:
         yield list(args.inputs)
     if args.input:
-        handle = sys.stdin if args.input == "-" else open_text(args.input)
         batch = []
-        with handle:
-            for line in handle:
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    batch.append(line)
-                if len(batch) >= args.batch_size:
-                    yield batch
-                    batch = []
+        for line in _input_lines(args.input):
+            if line.strip():
+                batch.append(line)
+            if len(batch) >= args.batch_size:
+                yield batch
+                batch = []
         if batch:
             yield batch
     if not args.inputs and not args.input:

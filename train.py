@@ -15,7 +15,12 @@ def parse_args(argv=None):
                         help="bidirectional recurrent layers (default: the task's)")
     parser.add_argument("--epochs", help="maximum number of epochs")
     parser.add_argument("--seed", help="random seed for weights and shuffling")
-    parser.add_argument("--data", help="local data: a CSV/TSV file or a folder of split files")
+    parser.add_argument("--train-file", help="the training file (any name); validation and test are carved from it "
+                                             "unless given")
+    parser.add_argument("--validation-file", help="the validation file (default: carved from train, seeded)")
+    parser.add_argument("--test-file", help="the test file (default: carved from train, seeded)")
+    parser.add_argument("--data", help="local data: one file (split into train/validation/test), or a folder "
+                                       "whose file names say the split (*train*, *dev*/*valid*, *test*)")
     parser.add_argument("--out", help="run directory (default: runs/TASK-CELL[-bi])")
     parser.add_argument("--strategy", default="default",
                         help="tf.distribute strategy: auto (mirrored on 2+ GPUs), default, mirrored (all local "
@@ -29,6 +34,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from zoo import run
+    from zoo.data import sources
     from zoo.registry import get_task
 
     task = get_task(args.task)
@@ -42,7 +48,8 @@ def main(argv=None):
     out = args.out or os.path.join(
         "runs", f"{args.task}-{config.model.cell}" + ("-bi" if config.model.bidirectional else "")
     )
-    metrics = run.train(args.task, config, out, data_path=args.data, overwrite=args.overwrite, strategy=args.strategy)
+    request = sources.DataRequest(args.train_file, args.validation_file, args.test_file, args.data)
+    metrics = run.train(args.task, config, out, request=request, overwrite=args.overwrite, strategy=args.strategy)
     if "worker" in metrics:  # a non-chief multi-worker process: the chief evaluates and writes the run
         print(f"worker {metrics['worker']} finished in {metrics['train_seconds']:.1f}s; the chief wrote {out}")
         return

@@ -2,13 +2,27 @@
 
     Config                      frozen dataclass with working defaults (sections data/model/train)
     PRESETS                     {name: {"section.key": value}} small named override sets
-    load_data(config, data_path=None) -> {"train", "validation", "test": split data}
+
+  data (driven by zoo.data.sources.load: explicit files, --data, $RNN_ZOO_DATA, tfds):
+    catalog(config) -> zoo.data.sources.Catalog        (the $RNN_ZOO_DATA folder, file types, tfds name)
+    read_file(path, config, location) -> split data    (one file, every example; read with the
+                                                        config's reading options; `location` is the
+                                                        resolved dict, or None for a file named by hand)
+    read_tfds(name, split, config) -> split data       (only for tasks whose catalog has tfds)
+    complete_splits(parts, config) -> {"train", "validation", "test"}
+                                                       (carve the splits `parts` lacks from train,
+                                                        seeded; apply data.max_* limits)
+
+  model and training:
     prepare(config, splits) -> zoo.training.Prepared   (vocabularies from train only, tf.data)
     build_model(config, sizes) -> keras.Model           (the trainable Functional model)
     compile_model(model, config, sizes)                 (loss, metrics, optimizer)
     finish(model, config, prepared, splits) -> (exported keras.Model taking raw inputs, state dict)
-    evaluate(run, split_data, split="test") -> metrics dict (JSON-serializable)
+    evaluate(run, split_data, split="test") -> metrics dict (JSON-serializable; every example scored)
     predict(run, inputs) -> list of JSON-serializable dicts, one per input
+
+Split data supports len() (its example count). Reading options are the `data.*` fields declared
+with `zoo.data.sources.reading_option`; they are recorded in source.json and settable in evaluate.py.
 
 Optional hooks (a task without them gets the default in brackets):
 

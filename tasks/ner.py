@@ -7,39 +7,43 @@ Use from your own code:
     # model: {"word_ids", "char_ids", "casing_ids"} (see zoo.tagging.TokenFeatures) -> (batch, time, 9)
     # CRF emissions by default; the layer named "crf" holds the transitions and decodes.
 
-Data, first match wins: `--data FOLDER` (holding {train,valid,test}.txt), then
-`$RNN_ZOO_DATA/conll2003/{train,valid,test}.txt`, then tensorflow-datasets `conll2003`.
-Files may be tagged IOB1, IOB2 or IOBES (detected, or set data.tag_scheme); tags are IOB2 from then on.
+Data (zoo.data.sources): `--train-file F [--validation-file F] [--test-file F]`, `--data PATH` (a
+file, or a folder whose file names say the split: {train,valid,test}.txt, eng.train/testa/testb,
+*.conll, ...), then `$RNN_ZOO_DATA/conll2003/`, then tensorflow-datasets `conll2003`.
+Column files (zoo.data.columns.ColumnOptions): the token column is 0, or 1 when column 0 numbers the
+tokens; the tag column is the last one holding entity tags; `#` comment lines are skipped; both can
+be set by index. Files may be tagged IOB1, IOB2 or IOBES (detected, or set data.tag_scheme); tags are
+IOB2 from then on.
 The network learns IOB2 tags, or IOBES ones with data.train_scheme=iobes; the exported model outputs IOB2.
 """
 
 import dataclasses
-import os
 
-from zoo import conll, tagging
-from zoo import data as data_lib
+from zoo import tagging
+from zoo.data import columns, schemes, sources
 from zoo.errors import UserError
 from zoo.training import TrainConfig
 
-LOCAL_FOLDER = "conll2003"
-TFDS_NAME = "conll2003"
-SPLIT_FILES = {"train": "train", "validation": "valid", "test": "test"}
-TFDS_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
+CATALOG = sources.Catalog(
+    folder="conll2003",
+    describe="token and entity-tag columns (CoNLL-2003 style), blank lines between sentences",
+    extensions=(".txt", ".conll", ".conll03", ".tsv", ".iob", ".iob2", ".bio", ".annotated", ".conllu"),
+    tfds=sources.Tfds("conll2003", {"train": "train", "validation": "dev", "test": "test"}),
+)
 TRAIN_SCHEMES = ("iob2", "iobes")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(tagging.TaggingDataConfig):
-    tag_column: int = -1  # column of the entity tag (default: the last)
-    tag_scheme: str = "auto"  # the files' scheme: auto, iob1, iob2 or iobes
+    tag_scheme: str = sources.reading_option("auto")  # the files' scheme: auto, iob1, iob2 or iobes
     # The tags the network learns. IOBES gives entity ends and single-token entities their own tags;
     # the exported model maps them back (S- -> B-, E- -> I-), so it outputs IOB2 either way.
     train_scheme: str = "iob2"
 
     def validate(self):
         super().validate()
-        if self.tag_scheme not in conll.SCHEMES:
-            raise UserError(f"data.tag_scheme={self.tag_scheme!r}: expected one of {', '.join(conll.SCHEMES)}")
+        if self.tag_scheme not in schemes.SCHEMES:
+            raise UserError(f"data.tag_scheme={self.tag_scheme!r}: expected one of {', '.join(schemes.SCHEMES)}")
         if self.train_scheme not in TRAIN_SCHEMES:
             raise UserError(f"data.train_scheme={self.train_scheme!r}: expected one of {', '.join(TRAIN_SCHEMES)}")
 
@@ -58,31 +62,34 @@ PRESETS = {
 }
 
 
-def load_data(config, data_path=None):
-    """Return {"train", "validation", "test"} TaggedSentences in IOB2 (validation = CoNLL testa)."""
-    folder = data_path or data_lib.local_copy(LOCAL_FOLDER)
-    if folder:
-        if not os.path.isdir(folder):
-            raise UserError(f"--data {folder}: not a folder with train.txt, valid.txt and test.txt")
-        splits = {
-            name: conll.read_conll(os.path.join(folder, f"{stem}.txt"), config.data.tag_column, config.data.tag_scheme)
-            for name, stem in SPLIT_FILES.items()
-        }
-    else:
-        splits = {name: conll.load_tfds(TFDS_NAME, stem, "ner") for name, stem in TFDS_SPLITS.items()}
-        for part in splits.values():
-            conll.convert_to_iob2(part, config.data.tag_scheme)
-    splits["train"] = splits["train"].head(config.data.max_train_examples)
-    for name in ("validation", "test"):
-        splits[name] = splits[name].head(config.data.max_eval_examples)
-    return splits
+def catalog(config):
+    return CATALOG
+
+
+def read_file(path, config, location=None):
+    """A column file in IOB2; chunk tags (B-NP, ...) read from a file without entities are refused."""
+    sentences = tagging.read_tagged_file(path, config, schemes.is_entity_tag)
+    schemes.convert_to_iob2(sentences, config.data.tag_scheme)
+    schemes.check_entity_types(sentences)
+    return sentences
+
+
+def read_tfds(name, split, config):
+    sentences = tagging.read_tfds_tagged(name, split, "ner", sources.offline_hint(CATALOG))
+    schemes.convert_to_iob2(sentences, config.data.tag_scheme)
+    return sentences
+
+
+def complete_splits(parts, config):
+    """{"train", "validation", "test"} in IOB2 (validation = CoNLL testa); missing ones carved from train."""
+    return tagging.complete_splits(parts, config)
 
 
 def prepare(config, splits):
     """Vocabularies and datasets (zoo.tagging.prepare), on IOBES tags with data.train_scheme=iobes."""
     if config.data.train_scheme == "iobes":
-        splits = {name: conll.TaggedSentences(part.tokens, [conll.iob2_to_iobes(tags) for tags in part.tags],
-                                              part.source, part.lines) for name, part in splits.items()}
+        splits = {name: columns.TaggedSentences(part.tokens, [schemes.iob2_to_iobes(tags) for tags in part.tags],
+                                                 part.source, part.lines) for name, part in splits.items()}
     return tagging.prepare(config, splits)
 
 
@@ -98,7 +105,7 @@ def compile_model(model, config, sizes):
 def finish(model, config, prepared, splits):
     """The exported model (raw sentences -> IOB2 tag names per token); no extra state."""
     # Identity for IOB2 training tags; IOBES ones are renamed S- -> B-, E- -> I-.
-    output_tags = conll.iobes_to_iob2(prepared.assets["tags"])
+    output_tags = schemes.iobes_to_iob2(prepared.assets["tags"])
     return tagging.export(model, config, prepared.assets, tag_names=output_tags), {}
 
 

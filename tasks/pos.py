@@ -6,33 +6,30 @@ Use from your own code:
     model = build_model(Config(), {"vocab_size": 20000, "char_vocab_size": 100, "first_rare_id": 9000, "num_tags": 17})
     # model: {"word_ids", "char_ids", "casing_ids"} (see zoo.tagging.TokenFeatures) -> (batch, time, 17)
 
-Data, first match wins: `--data FOLDER` (holding *-ud-{train,dev,test}.conllu), then
-`$RNN_ZOO_DATA/ud_english_ewt/en_ewt-ud-{train,dev,test}.conllu`, then tensorflow-datasets
-`universal_dependencies/en_ewt`.
+Data (zoo.data.sources): `--train-file F [--validation-file F] [--test-file F]`, `--data PATH` (a
+file, or a folder whose file names say the split, e.g. *-ud-{train,dev,test}.conllu), then
+`$RNN_ZOO_DATA/ud_english_ewt/`, then tensorflow-datasets `universal_dependencies/en_ewt`.
+Files are CoNLL-U (tags from UPOS by default, `--set data.tag_column=xpos`) or any token/tag column
+file (zoo.data.columns.ColumnOptions: token and tag columns by index, `#` comments, tabs or spaces).
 """
 
 import dataclasses
-import glob
-import os
 
-from zoo import conll, tagging
-from zoo import data as data_lib
-from zoo.errors import UserError
+from zoo import tagging
+from zoo.data import sources
 from zoo.training import TrainConfig
 
-LOCAL_FOLDER = "ud_english_ewt"
-TFDS_NAME = "universal_dependencies/en_ewt"
-SPLIT_FILES = {"train": "train", "validation": "dev", "test": "test"}
+CATALOG = sources.Catalog(
+    folder="ud_english_ewt",
+    describe="a CoNLL-U treebank file, or token/tag columns with blank lines between sentences",
+    extensions=(".conllu", ".conll", ".tsv", ".txt", ".iob", ".bio"),
+    tfds=sources.Tfds("universal_dependencies/en_ewt", {"train": "train", "validation": "dev", "test": "test"}),
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(tagging.TaggingDataConfig):
-    tag_column: str = "upos"  # "upos" (17 universal tags) or "xpos" (Penn Treebank tags)
-
-    def validate(self):
-        super().validate()
-        if self.tag_column not in ("upos", "xpos"):
-            raise UserError(f"data.tag_column={self.tag_column!r}: expected upos or xpos")
+    """ColumnOptions' tag_column "auto" is UPOS (17 universal tags) in CoNLL-U; "xpos" gives Penn Treebank tags."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,26 +47,22 @@ PRESETS = {
 }
 
 
-def _find(folder, split):
-    matches = sorted(glob.glob(os.path.join(folder, f"*-ud-{split}.conllu")))
-    if not matches:
-        raise UserError(f"{folder}: no *-ud-{split}.conllu file")
-    return matches[0]
+def catalog(config):
+    return CATALOG
 
 
-def load_data(config, data_path=None):
-    """Return {"train", "validation", "test"} TaggedSentences (validation = the treebank's dev file)."""
-    folder = data_path or data_lib.local_copy(LOCAL_FOLDER)
-    if folder:
-        if not os.path.isdir(folder):
-            raise UserError(f"--data {folder}: not a folder of CoNLL-U files")
-        splits = {name: conll.read_conllu(_find(folder, stem), config.data.tag_column) for name, stem in SPLIT_FILES.items()}
-    else:
-        splits = {name: conll.load_tfds(TFDS_NAME, stem, config.data.tag_column) for name, stem in SPLIT_FILES.items()}
-    splits["train"] = splits["train"].head(config.data.max_train_examples)
-    for name in ("validation", "test"):
-        splits[name] = splits[name].head(config.data.max_eval_examples)
-    return splits
+def read_file(path, config, location=None):
+    return tagging.read_tagged_file(path, config)
+
+
+def read_tfds(name, split, config):
+    tag = "xpos" if config.data.tag_column == "xpos" else "upos"
+    return tagging.read_tfds_tagged(name, split, tag, sources.offline_hint(CATALOG))
+
+
+def complete_splits(parts, config):
+    """{"train", "validation", "test"} (validation = the treebank's dev file); missing ones carved from train."""
+    return tagging.complete_splits(parts, config)
 
 
 def prepare(config, splits):

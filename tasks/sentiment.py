@@ -6,43 +6,51 @@ Use from your own code:
     model = build_model(Config(), {"vocab_size": 20000, "num_classes": 2})
     # model: int32 token ids (batch, time), 0-padded on the right -> (batch, 1) P(positive)
 
-Data, first match wins: `--data PATH` (a CSV/TSV file, or a folder with train/test files),
-then `$RNN_ZOO_DATA/imdb/{train,test}.tsv.gz`, then tensorflow-datasets `imdb_reviews`.
+Data (zoo.data.sources): `--train-file`/`--test-file`, `--data PATH`, `$RNN_ZOO_DATA/imdb/{train,test}.tsv.gz`,
+then tensorflow-datasets `imdb_reviews`. Tables are read per TableOptions (header or not, any columns,
+a label map); a missing test split is carved from train, and validation always is.
 """
 
 import dataclasses
-import os
 from typing import Optional
 
 from zoo import classification
-from zoo import data as data_lib
+from zoo.data import sources, tables
+from zoo.data.tables import TableOptions
 from zoo.errors import UserError
 from zoo.training import TrainConfig
 
 LABELS = ("0", "1")
 LABEL_NAMES = ("negative", "positive")
-LOCAL_FOLDER = "imdb"
-TFDS_NAME = "imdb_reviews"
+CATALOG = sources.Catalog(
+    folder="imdb",
+    describe="a CSV/TSV table with text and label columns, labels 0/1",
+    extensions=(".tsv", ".csv", ".tab", ".txt"),
+    tfds=sources.Tfds("imdb_reviews", {"train": "train", "test": "test"}),
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(TableOptions):
+    """The reading options of TableOptions (columns, header, delimiter, encoding, label map), then these."""
+
     level: str = "word"  # "word" or "char"
     max_length: int = 800  # tokens kept from the start of each review (~97% of reviews whole)
     vocab_size: int = 20000  # including padding and out-of-vocabulary ids
     min_count: int = 2
     validation_fraction: float = 0.1  # carved from train, never from test
+    test_fraction: float = 0.1  # carved from train when the data has no test split
     split_seed: int = 13
-    text_column: str = "text"
-    label_column: str = "label"
     max_train_examples: Optional[int] = None  # take a slice (after shuffling) for quick runs
     max_eval_examples: Optional[int] = None
 
     def validate(self):
+        super().validate()
         if self.max_length < 1:
             raise UserError(f"data.max_length={self.max_length}: must be at least 1")
-        if not 0 < self.validation_fraction < 1:
-            raise UserError(f"data.validation_fraction={self.validation_fraction}: must be in (0, 1)")
+        for name in ("validation_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise UserError(f"data.{name}={getattr(self, name)}: must be in (0, 1)")
         if self.vocab_size < 3:
             raise UserError(f"data.vocab_size={self.vocab_size}: must be at least 3")
 
@@ -72,63 +80,29 @@ PRESETS = {
 }
 
 
-def _read_split(path, config):
-    return data_lib.read_table(path, config.data.text_column, config.data.label_column)
+def catalog(config):
+    return CATALOG
 
 
-def _find(folder, stem):
-    for extension in (".tsv.gz", ".tsv", ".csv.gz", ".csv"):
-        path = os.path.join(folder, stem + extension)
-        if os.path.isfile(path):
-            return path
-    raise UserError(f"{folder}: no {stem}.tsv[.gz] or {stem}.csv[.gz] file")
+def read_file(path, config, location=None):
+    """One labelled table (see TableOptions); labels are checked here, so a bad one names its line."""
+    part = tables.read_table(path, config.data)
+    tables.encode_labels(part, LABELS)
+    return part
 
 
-def _load_tfds():
-    import tensorflow_datasets as tfds
-
-    splits = {}
-    for name in ("train", "test"):
-        dataset = tfds.load(TFDS_NAME, split=name, as_supervised=True)
-        texts, labels = [], []
-        for text, label in dataset.as_numpy_iterator():
-            texts.append(text.decode("utf-8"))
-            labels.append(str(int(label)))
-        splits[name] = data_lib.LabelledTexts(texts, labels, f"tfds:{TFDS_NAME}/{name}")
-    return splits["train"], splits["test"]
+def read_tfds(name, split, config):
+    dataset, _ = sources.tfds_dataset(name, split, sources.offline_hint(CATALOG), as_supervised=True)
+    texts, labels = [], []
+    for text, label in dataset.as_numpy_iterator():
+        texts.append(text.decode("utf-8"))
+        labels.append(str(int(label)))
+    return tables.LabelledTexts(texts, labels, f"tfds:{name}/{split}")
 
 
-def _shuffled_head(part, count, seed):
-    """A seeded random slice, so a small slice still holds both classes (the files are sorted)."""
-    import numpy as np
-
-    if count is None or count >= len(part):
-        return part
-    return part.subset(np.sort(np.random.default_rng(seed).permutation(len(part))[:count]))
-
-
-def load_data(config, data_path=None):
-    """Return {"train", "validation", "test"} LabelledTexts; validation is carved from train."""
-    if data_path and os.path.isfile(data_path):
-        # One file: split it into train/validation/test with the same seed.
-        everything = _read_split(data_path, config)
-        data_lib.encode_labels(everything, LABELS)
-        keep, test_index = data_lib.split_off(len(everything), 0.1, config.data.split_seed, everything.labels)
-        train, test = everything.subset(keep), everything.subset(test_index)
-    else:
-        folder = data_path or data_lib.local_copy(LOCAL_FOLDER)
-        if folder:
-            if not os.path.isdir(folder):
-                raise UserError(f"--data {folder}: no such file or directory")
-            train, test = _read_split(_find(folder, "train"), config), _read_split(_find(folder, "test"), config)
-        else:
-            train, test = _load_tfds()
-    for part in (train, test):
-        data_lib.encode_labels(part, LABELS)  # fail early, naming the line
-    train = _shuffled_head(train, config.data.max_train_examples, config.data.split_seed)
-    test = _shuffled_head(test, config.data.max_eval_examples, config.data.split_seed)
-    keep, held = data_lib.split_off(len(train), config.data.validation_fraction, config.data.split_seed, train.labels)
-    return {"train": train.subset(keep), "validation": train.subset(held), "test": test}
+def complete_splits(parts, config):
+    """{"train", "validation", "test"}: a missing test split, then validation, carved from train (seeded)."""
+    return classification.complete_splits(parts, config, stratify=True)
 
 
 def prepare(config, splits):

@@ -6,68 +6,70 @@ Use from your own code:
     model = build_model(Config(), {"vocab_size": 5000, "num_classes": 2})
     # model: int32 token ids (batch, time), 0-padded on the right -> (batch, 1) P(spam)
 
-Data, first match wins: `--data PATH`, then `$RNN_ZOO_DATA/sms_spam_collection/SMSSpamCollection`.
-tensorflow-datasets has no copy, so without either there is a clear error saying how to get the file.
+Data (zoo.data.sources): `--train-file F [--validation-file F] [--test-file F]`, `--data PATH`, then
+`$RNN_ZOO_DATA/sms_spam_collection/SMSSpamCollection`. tensorflow-datasets has no copy, so without any
+of them there is a clear error saying how to get the file.
 
-`--data PATH` is read by its name (override with `--set data.format=sms|table`):
-  * `*.csv`, `*.tsv`, `*.tab` (optionally `.gz`): a table with a header naming the text and label
-    columns (`data.text_column`, `data.label_column`); two or more classes, the label set comes
-    from the training split, sorted. Two classes: sigmoid output, the second sorted label is the
-    positive class. More: softmax.
+Each file is read by its name (override with `--set data.format=sms|table`):
+  * `*.csv`, `*.tsv`, `*.tab` (optionally `.gz`): a table (zoo.data.tables.TableOptions: header or
+    not, column names or indices, a label map); two or more classes, the label set comes from the
+    training split, sorted. Two classes: sigmoid output, the second sorted label is the positive
+    class. More: softmax.
   * any other file name (e.g. `SMSSpamCollection`): the official format, no header, one
-    `ham<TAB>message` or `spam<TAB>message` per line. A folder is searched for `SMSSpamCollection`.
+    `ham<TAB>message` or `spam<TAB>message` per line.
 
-There is no official split: identical texts are grouped, then the groups are split 80/10/10 into
-train/validation/test, stratified by label, with the seeded generator `data.split_seed`
-(numpy PCG64, so the same seed gives the same split on any machine).
+The SMS collection has no official split: identical texts are grouped, then the groups are split
+80/10/10 into train/validation/test, stratified by label, with the seeded generator `data.split_seed`
+(numpy PCG64, so the same seed gives the same split on any machine). When only one of validation and
+test is given as a file, the other is carved from train the same way.
 Class weights (from the training split) are on by default; the decision threshold of a binary
 model is tuned on validation to maximise the positive class's F1, saved in assets.json, and used
 by evaluate.py and predict.py.
 """
 
 import dataclasses
-import gzip
 import hashlib
 import json
-import os
 from typing import Optional
 
 import numpy as np
 
 from zoo import classification
-from zoo import data as data_lib
 from zoo import metrics as metrics_lib
+from zoo.data import files, sources, tables
+from zoo.data.tables import TableOptions
 from zoo.errors import UserError
 from zoo.training import TrainConfig
 
-LOCAL_FOLDER = "sms_spam_collection"
 SMS_FILE = "SMSSpamCollection"
 SMS_LABELS = ("ham", "spam")  # sorted: spam is class 1, the positive class
 TABLE_EXTENSIONS = (".csv", ".tsv", ".tab")
 FORMATS = ("auto", "sms", "table")
 SPLIT_NAMES = ("train", "validation", "test")
-DOWNLOAD_HINT = (
-    "get the file from https://archive.ics.uci.edu/dataset/228/sms+spam+collection and pass "
-    "--data PATH/TO/SMSSpamCollection, or set RNN_ZOO_DATA to a folder holding "
-    f"{LOCAL_FOLDER}/{SMS_FILE}"
+CATALOG = sources.Catalog(
+    folder="sms_spam_collection",
+    describe=("ham<TAB>message lines as in the SMS Spam Collection, "
+              "https://archive.ics.uci.edu/dataset/228/sms+spam+collection, or a CSV/TSV table of texts and labels"),
+    extensions=TABLE_EXTENSIONS + (".txt",),
 )
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(TableOptions):
+    """The reading options of TableOptions (for tables), `format`, then these."""
+
     level: str = "word"  # "word" or "char"
     max_length: int = 200  # tokens kept from the start: every message in words, 98% of them in characters
     vocab_size: int = 20000  # including padding and out-of-vocabulary ids
     min_count: int = 1
-    format: str = "auto"  # how --data is read: auto (by file name), sms, or table
-    text_column: str = "text"  # table format only
-    label_column: str = "label"  # table format only
+    format: str = sources.reading_option("auto")  # how a file is read: auto (by file name), sms, or table
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 2011
     max_train_examples: Optional[int] = None  # a seeded slice of the training split, for quick runs
 
     def validate(self):
+        super().validate()
         if self.level not in ("word", "char"):
             raise UserError(f"data.level={self.level!r}: expected word or char")
         if self.format not in FORMATS:
@@ -115,38 +117,30 @@ PRESETS = {
 # --- reading -------------------------------------------------------------------------------------
 
 
-def read_sms_collection(path):
+def read_sms_collection(path, encoding=files.DEFAULT_ENCODING):
     """Read the official `SMSSpamCollection` format: no header, `ham|spam<TAB>message` per line.
 
-    Lines are decoded one by one so that an error names its exact line. Blank lines are skipped.
+    Blank lines are skipped; a bad line is an error naming it.
     """
-    if not os.path.isfile(path):
-        raise UserError(f"file not found: {path}")
-    opener = gzip.open if path.endswith(".gz") else open
     texts, labels, lines = [], [], []
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise UserError(f"{path}:{number}: not valid UTF-8") from None
-            if not line.strip():
-                continue
-            if "\t" not in line:
-                raise UserError(f"{path}:{number}: no tab; expected 'ham<TAB>message' or 'spam<TAB>message'")
-            label, text = line.split("\t", 1)
-            label = label.strip()
-            if label not in SMS_LABELS:
-                hint = " (a header? name a file with a header *.tsv or *.csv)" if number == 1 else ""
-                raise UserError(f"{path}:{number}: unknown label {label!r}; expected ham or spam{hint}")
-            if not text.strip():
-                raise UserError(f"{path}:{number}: the message after the tab is empty")
-            texts.append(text)
-            labels.append(label)
-            lines.append(number)
+    for number, line in files.lines(path, encoding):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            raise UserError(f"{path}:{number}: no tab; expected 'ham<TAB>message' or 'spam<TAB>message'")
+        label, text = line.split("\t", 1)
+        label = label.strip()
+        if label not in SMS_LABELS:
+            hint = " (a header? name a file with a header *.tsv or *.csv)" if number == 1 else ""
+            raise UserError(f"{path}:{number}: unknown label {label!r}; expected ham or spam{hint}")
+        if not text.strip():
+            raise UserError(f"{path}:{number}: the message after the tab is empty")
+        texts.append(text)
+        labels.append(label)
+        lines.append(number)
     if not texts:
         raise UserError(f"{path}: the file is empty (expected lines 'ham<TAB>message' or 'spam<TAB>message')")
-    return data_lib.LabelledTexts(texts, labels, path, lines)
+    return tables.LabelledTexts(texts, labels, path, lines)
 
 
 def data_format(path, configured="auto"):
@@ -157,38 +151,15 @@ def data_format(path, configured="auto"):
     return "table" if name.lower().endswith(TABLE_EXTENSIONS) else "sms"
 
 
-def _source_path(data_path):
-    if data_path:
-        if os.path.isdir(data_path):
-            path = os.path.join(data_path, SMS_FILE)
-            if not os.path.isfile(path):
-                raise UserError(f"--data {data_path}: the folder has no {SMS_FILE} file")
-            return path
-        if not os.path.isfile(data_path):
-            raise UserError(f"--data {data_path}: no such file or directory")
-        return data_path
-    folder = data_lib.local_copy(LOCAL_FOLDER)
-    if folder is None:
-        raise UserError(f"no data for the spam task: {DOWNLOAD_HINT}")
-    path = os.path.join(folder, SMS_FILE)
-    if not os.path.isfile(path):
-        raise UserError(f"{folder}: no {SMS_FILE} file; {DOWNLOAD_HINT}")
-    return path
+def catalog(config):
+    return CATALOG
 
 
-def read_data(config, data_path=None):
-    """All labelled texts of the source, before splitting."""
-    path = _source_path(data_path)
+def read_file(path, config, location=None):
+    """One file of labelled texts, as a table or in the SMS collection's format (see `data_format`)."""
     if data_format(path, config.data.format) == "table":
-        everything = data_lib.read_table(path, config.data.text_column, config.data.label_column)
-        distinct = sorted(set(everything.labels))
-        if len(distinct) < 2:
-            raise UserError(
-                f"{path}: column {config.data.label_column!r} has only the label {distinct[0]!r}; "
-                "a classifier needs two or more classes"
-            )
-        return everything
-    return read_sms_collection(path)
+        return tables.read_table(path, config.data)
+    return read_sms_collection(path, config.data.encoding)
 
 
 # --- splitting -----------------------------------------------------------------------------------
@@ -230,39 +201,44 @@ def grouped_stratified_split(texts, labels, fractions, seed):
     return [np.sort(np.asarray(part, dtype="int64")) for part in parts]
 
 
-def split(everything, config):
-    """{"train", "validation", "test"} LabelledTexts, 80/10/10 by default (see grouped_stratified_split)."""
-    validation, test, train = grouped_stratified_split(
-        everything.texts,
-        everything.labels,
-        (config.data.validation_fraction, config.data.test_fraction),
-        config.data.split_seed,
-    )
-    return {"train": everything.subset(train), "validation": everything.subset(validation), "test": everything.subset(test)}
-
-
 def split_digest(splits):
     """A short fingerprint of which texts are in which split, recorded in assets.json."""
     content = {name: sorted(splits[name].texts) for name in SPLIT_NAMES}
     return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def load_data(config, data_path=None):
-    """Return {"train", "validation", "test"} LabelledTexts from one file, split as described above."""
-    splits = split(read_data(config, data_path), config)
-    count = config.data.max_train_examples
+def complete_splits(parts, config):
+    """{"train", "validation", "test"}: splits missing from the files are carved from train (see
+    `grouped_stratified_split`), then the `data.max_train_examples` slice; labels are checked."""
+    data = config.data
+    missing = [name for name in ("validation", "test") if name not in parts]
+    splits = dict(parts)
+    if missing:
+        everything = parts["train"]
+        carved = grouped_stratified_split(
+            everything.texts, everything.labels, [getattr(data, f"{name}_fraction") for name in missing], data.split_seed
+        )
+        for name, indices in zip(missing + ["train"], carved):
+            splits[name] = everything.subset(indices)
     train = splits["train"]
+    distinct = sorted(set(train.labels))
+    if len(distinct) < 2:
+        raise UserError(
+            f"{train.source}: the training split has only the label {distinct[0]!r}; a classifier needs two or "
+            "more classes (is data.label_column right?)"
+        )
+    count = data.max_train_examples
     if count is not None and count < len(train):
-        order = np.random.default_rng(config.data.split_seed).permutation(len(train))[:count]
-        splits["train"] = train.subset(np.sort(order))
-    labels = set(splits["train"].labels)
+        order = np.random.default_rng(data.split_seed).permutation(len(train))[:count]
+        splits["train"] = train = train.subset(np.sort(order))
+    labels = set(train.labels)
     for name in ("validation", "test"):
         part = splits[name]
         for position, label in enumerate(part.labels):
-            if label not in labels:  # only possible with a tiny max_train_examples
+            if label not in labels:
                 raise UserError(
-                    f"{part.source}:{part.lines[position]}: label {label!r} is not in the training split "
-                    "(raise data.max_train_examples)"
+                    f"{part.where(position)}: label {label!r} is not in the training split "
+                    f"({', '.join(sorted(labels))}; raise data.max_train_examples, or map labels with data.label_map)"
                 )
     return splits
 
@@ -280,7 +256,7 @@ def prepare(config, splits):
     labels = sorted(set(splits["train"].labels))
     weights = None
     if config.train.class_weights:
-        weights = class_weights(data_lib.encode_labels(splits["train"], labels), len(labels))
+        weights = class_weights(tables.encode_labels(splits["train"], labels), len(labels))
     prepared = classification.prepare(config, splits, labels, class_weight=weights)
     prepared.assets["split"] = {
         "seed": config.data.split_seed,
@@ -314,7 +290,7 @@ def finish(model, config, prepared, splits):
     if prepared.sizes["num_classes"] != 2:
         return exported, {}
     validation = splits["validation"]
-    labels = data_lib.encode_labels(validation, prepared.assets["labels"])
+    labels = tables.encode_labels(validation, prepared.assets["labels"])
     probabilities = classification.predict_probabilities(exported, validation.texts)[:, 1]
     threshold = tune_threshold(labels, probabilities)
     print(f"decision threshold tuned on validation (max F1 of {prepared.assets['labels'][1]!r}): {threshold:.4f}")

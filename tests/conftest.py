@@ -43,3 +43,26 @@ def run_cli(*args, env=None, timeout=600, cwd=REPO):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def mock_tfds(monkeypatch):
+    """`tfds.testing.mock_data`, with the zoo's download check satisfied (mock data needs no server).
+
+    Use as `with mock_tfds(num_examples=5): ...`; $RNN_ZOO_DATA is unset so the tfds default is taken.
+    """
+    import tensorflow_datasets as tfds
+
+    from zoo.data import sources
+
+    monkeypatch.setattr(sources, "download_problem", lambda builder: None)
+    monkeypatch.delenv("RNN_ZOO_DATA", raising=False)
+    return tfds.testing.mock_data
+
+
+def load_splits(task, config=None, **request):
+    """The three splits a task trains on, resolved as train.py does (`request`: DataRequest fields)."""
+    from zoo.data import sources
+
+    splits, _ = sources.load(task, config if config is not None else task.Config(), sources.DataRequest(**request))
+    return splits

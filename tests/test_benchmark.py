@@ -196,7 +196,7 @@ def test_an_interrupted_run_with_an_outdated_config_is_restarted(monkeypatch, tm
     (run_dir / "config.json").write_text(json.dumps({"task": "sentiment", "config": {"old": True}}))
     seen = {}
 
-    def fake_train(task_name, config, directory, data_path=None, overwrite=False):
+    def fake_train(task_name, config, directory, request=None, overwrite=False):
         seen["overwrite"] = overwrite
         raise RuntimeError("stop here")
 

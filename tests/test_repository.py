@@ -20,8 +20,8 @@ def test_ci_runs_exactly_the_readme_test_command():
 @pytest.mark.parametrize("name", sorted(registry.TASKS))
 def test_every_registered_task_has_the_interface(name):
     task = registry.get_task(name)
-    for attribute in ("Config", "PRESETS", "load_data", "prepare", "build_model", "compile_model",
-                      "finish", "evaluate", "predict"):
+    for attribute in ("Config", "PRESETS", "catalog", "read_file", "complete_splits", "prepare", "build_model",
+                      "compile_model", "finish", "evaluate", "predict"):
         assert hasattr(task, attribute), f"{name} lacks {attribute}"
     task.Config()  # defaults work
 

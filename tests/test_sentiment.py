@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tasks import sentiment
+from tests.conftest import load_splits
 from zoo import classification
 
 # Small enough for CI, large enough that a BiLSTM learns something real.
@@ -61,7 +62,7 @@ def test_vocabulary_comes_from_the_training_split_only(trained_run, data_env):
     from zoo.config import apply_overrides
 
     config = apply_overrides(config, ["data.max_train_examples=3000", "data.max_eval_examples=600"])
-    splits = sentiment.load_data(config)
+    splits = load_splits(sentiment, config)
     from zoo.text import tokenize
 
     train_tokens = {token for tokens in tokenize(splits["train"].texts) for token in tokens}
@@ -128,12 +129,9 @@ def test_build_model_is_importable_with_documented_signature():
     assert build_model(Config(), {"vocab_size": 100, "num_classes": 3})(ids).shape == (2, 3)
 
 
-def test_tfds_path_reads_imdb_reviews(monkeypatch):
-    import tensorflow_datasets as tfds
-
-    monkeypatch.delenv("RNN_ZOO_DATA", raising=False)
-    with tfds.testing.mock_data(num_examples=20):
-        splits = sentiment.load_data(sentiment.Config())
+def test_tfds_path_reads_imdb_reviews(mock_tfds):
+    with mock_tfds(num_examples=20):
+        splits = load_splits(sentiment)
     assert len(splits["train"]) + len(splits["validation"]) == 20 and len(splits["test"]) == 20
     assert set(splits["train"].labels) <= {"0", "1"}
     assert isinstance(splits["train"].texts[0], str)

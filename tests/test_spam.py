@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from tasks import spam
+from tests.conftest import load_splits
 from zoo import run as run_lib
 from zoo.cli import resolve_config
+from zoo.data import sources
 from zoo.errors import UserError
 from zoo.metrics import best_f1_threshold
 
@@ -62,8 +64,9 @@ def test_cli_bad_input_is_one_line_error(tmp_path, cli):
 
 def test_missing_source_says_how_to_supply_it(monkeypatch):
     monkeypatch.delenv("RNN_ZOO_DATA", raising=False)
-    with pytest.raises(UserError, match="--data PATH/TO/SMSSpamCollection"):
-        spam.load_data(spam.Config())
+    with pytest.raises(UserError, match=r"no data: pass --train-file FILE \(ham<TAB>message lines .*"
+                                        r"archive.ics.uci.edu/dataset/228.*RNN_ZOO_DATA"):
+        load_splits(spam)
 
 
 def test_format_is_chosen_by_file_name():
@@ -79,7 +82,7 @@ def test_format_is_chosen_by_file_name():
 
 def test_real_split_is_stratified_disjoint_and_deterministic(data_env):
     config = spam.Config()
-    splits = spam.load_data(config)
+    splits = load_splits(spam, config)
     total = sum(len(part) for part in splits.values())
     assert total == 5574
     overall = sum(label == "spam" for part in splits.values() for label in part.labels) / total
@@ -94,16 +97,17 @@ def test_real_split_is_stratified_disjoint_and_deterministic(data_env):
     lines = sorted(line for part in splits.values() for line in part.lines)
     assert lines == list(range(1, total + 1))  # a partition of the file
 
-    again = spam.load_data(config)
+    again = load_splits(spam, config)
     assert all(again[name].lines == splits[name].lines for name in splits)
-    other = spam.load_data(resolve_config(spam, overrides=["data.split_seed=7"]))
+    other = load_splits(spam, resolve_config(spam, overrides=["data.split_seed=7"]))
     assert other["test"].lines != splits["test"].lines
 
 
 def test_split_does_not_depend_on_the_process(data_env, cli):
     """The split digest from another interpreter (other hash seed) equals this one's."""
-    digest = spam.split_digest(spam.load_data(spam.Config()))
-    code = "from tasks import spam; print(spam.split_digest(spam.load_data(spam.Config())))"
+    digest = spam.split_digest(load_splits(spam))
+    code = ("from tasks import spam; from zoo.data import sources; "
+            "print(spam.split_digest(sources.load(spam, spam.Config())[0]))")
     result = cli("-c", code, env={"PYTHONHASHSEED": "12345", "RNN_ZOO_DATA": data_env})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == digest
@@ -199,7 +203,7 @@ def test_short_training_on_the_real_file_learns_and_reuses_its_threshold(data_en
     assert run.assets["labels"] == ["ham", "spam"]
     assert run.assets["class_weight"]["spam"] > 3 * run.assets["class_weight"]["ham"]
     threshold = run.assets["threshold"]
-    splits = spam.load_data(run.config)
+    splits = load_splits(spam, run.config)
     validation = splits["validation"]
     probabilities = spam.classification.predict_probabilities(run.model, validation.texts)[:, 1]
     targets = np.array([label == "spam" for label in validation.labels], dtype=int)
@@ -252,7 +256,7 @@ def test_user_csv_with_three_classes_trains_a_softmax_classifier(tmp_path):
                    "model.bidirectional=false", "train.epochs=4", "train.learning_rate=0.01"],
     )
     run_dir = str(tmp_path / "run")
-    metrics = run_lib.train("spam", config, run_dir, data_path=path)
+    metrics = run_lib.train("spam", config, run_dir, request=sources.DataRequest(data=path))
     run = run_lib.load(run_dir)
     assert run.sizes["num_classes"] == 3
     assert run.assets["labels"] == ["food", "sport", "travel"]
@@ -270,5 +274,5 @@ def test_user_csv_with_three_classes_trains_a_softmax_classifier(tmp_path):
 
 def test_user_table_with_one_class_is_refused(tmp_path):
     path = write(tmp_path / "one.tsv", "text\tlabel\nhello\tx\nworld\tx\n")
-    with pytest.raises(UserError, match=r"one\.tsv: column 'label' has only the label 'x'"):
-        spam.load_data(spam.Config(), path)
+    with pytest.raises(UserError, match=r"one\.tsv: the training split has only the label 'x'"):
+        load_splits(spam, data=path)

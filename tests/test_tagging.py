@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tasks import ner, pos
-from zoo import conll, tagging
+from zoo import tagging
+from zoo.data import columns
 from zoo.errors import UserError
 
 
@@ -20,7 +21,7 @@ def _tiny_config(task=ner, **model):
     return dataclasses.replace(config, model=dataclasses.replace(config.model, **model))
 
 
-SENTENCES = conll.TaggedSentences(
+SENTENCES = columns.TaggedSentences(
     [["Angela", "Merkel", "visited", "Paris", "."], ["The", "EU", "met", "in", "1996", "again", "."], ["Hi"]],
     [["B-PER", "I-PER", "O", "B-LOC", "O"], ["O", "B-ORG", "O", "O", "O", "O", "O"], ["O"]],
     "memory",
@@ -65,7 +66,7 @@ def test_rare_word_dropout_only_touches_rare_ids_in_training():
 
 def test_vocabulary_marks_the_first_rare_word():
     config = _tiny_config()
-    train = conll.TaggedSentences([["a", "a", "b", "c"], ["a", "b"]], [["O"] * 4, ["O"] * 2])
+    train = columns.TaggedSentences([["a", "a", "b", "c"], ["a", "b"]], [["O"] * 4, ["O"] * 2])
     vocabularies, sizes = tagging.build_vocabularies(train, config)
     assert vocabularies["words"] == ["a", "b", "c"] and sizes["first_rare_id"] == 4  # "c" seen once, id 4
 
@@ -179,14 +180,14 @@ def test_pretrained_vectors_are_loaded_when_training_starts(tmp_path):
 
 def test_pos_metrics_count_unknown_words():
     config = _tiny_config(pos)
-    part = conll.TaggedSentences([["The", "zorblat", "ran", "2017"]], [["DET", "NOUN", "VERB", "NUM"]])
+    part = columns.TaggedSentences([["The", "zorblat", "ran", "2017"]], [["DET", "NOUN", "VERB", "NUM"]])
     result = tagging.pos_metrics(part, [["DET", "VERB", "VERB", "NUM"]], ["the", "ran", "0000"], config)
     assert result["accuracy"] == 0.75
     assert result["unknown_tokens"] == 1 and result["unknown_word_accuracy"] == 0.0
 
 
 def test_entity_metrics_are_entity_level_and_per_type():
-    part = conll.TaggedSentences([["a"] * 6], [["B-PER", "I-PER", "O", "B-LOC", "O", "B-ORG"]])
+    part = columns.TaggedSentences([["a"] * 6], [["B-PER", "I-PER", "O", "B-LOC", "O", "B-ORG"]])
     result = tagging.entity_metrics(part, [["B-PER", "O", "O", "B-LOC", "O", "B-LOC"]])
     # PER is cut short (wrong), LOC right, ORG missed, one spurious LOC: P = 1/3, R = 1/3.
     assert result["precision"] == pytest.approx(1 / 3) and result["recall"] == pytest.approx(1 / 3)
@@ -228,8 +229,8 @@ def test_pos_learns_on_a_real_slice(data_env, cli, tmp_path):
     result = cli("train.py", "--task", "pos", "--out", run_dir, *flags)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
-    train = conll.read_conllu(os.path.join(data_env, "ud_english_ewt", "en_ewt-ud-train.conllu")).head(1500)
-    test = conll.read_conllu(os.path.join(data_env, "ud_english_ewt", "en_ewt-ud-test.conllu")).head(300)
+    train = columns.read_columns(os.path.join(data_env, "ud_english_ewt", "en_ewt-ud-train.conllu")).head(1500)
+    test = columns.read_columns(os.path.join(data_env, "ud_english_ewt", "en_ewt-ud-test.conllu")).head(300)
     baseline = _most_frequent_tag_accuracy(train, test)
     majority = max(sum(t == tag for tags in test.tags for t in tags) for tag in {"NOUN", "PUNCT"}) / metrics["tokens"]
     assert metrics["tokens"] == sum(map(len, test.tokens))

@@ -465,6 +465,7 @@ def benchmark_run(task_name, cell, seed, budget, out_dir, extra_overrides=(), da
 
     from zoo import config as config_lib
     from zoo import run as run_lib
+    from zoo.data import sources
 
     record = _empty_record(task_name, cell, seed, budget, variant)
     run_dir = os.path.join(out_dir, "runs", record["name"])
@@ -481,7 +482,7 @@ def benchmark_run(task_name, cell, seed, budget, out_dir, extra_overrides=(), da
             if os.path.isfile(os.path.join(run_dir, "metrics.json")):
                 metrics = read_json(os.path.join(run_dir, "metrics.json"))  # trained before a crash/kill
             else:
-                metrics = run_lib.train(task_name, config, run_dir, data_path=data_path,
+                metrics = run_lib.train(task_name, config, run_dir, request=sources.DataRequest(data=data_path),
                                         overwrite=_stale(run_dir, task_name, config))
             record["train_wall_seconds"] = time.perf_counter() - start
             history = read_json(os.path.join(run_dir, "history.json"))
@@ -505,7 +506,7 @@ def benchmark_run(task_name, cell, seed, budget, out_dir, extra_overrides=(), da
             key = json.dumps(flat, sort_keys=True, default=str)
             cache = prepared_cache if prepared_cache is not None else {}
             if (task_name, key) not in cache:
-                splits = task.load_data(measure_config, data_path)
+                splits, _ = sources.load(task, measure_config, sources.DataRequest(data=data_path))
                 cache.clear()  # keep one task's data in memory at a time
                 cache[(task_name, key)] = task.prepare(measure_config, splits)
             prepared = cache[(task_name, key)]

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import data as data_lib
 from zoo import metrics as metrics_lib
 from zoo import recurrent, text
+from zoo.data import pipeline, tables
 from zoo.errors import UserError
 from zoo.training import Prepared
 
@@ -33,6 +33,36 @@ class ClassifierModelConfig(recurrent.RecurrentConfig):
             raise UserError(f"model.pooling={self.pooling!r}: expected one of {', '.join(POOLINGS)}")
 
 
+def shuffled_head(part, count, seed):
+    """A seeded random slice of `count` examples (files are often sorted by label), in file order."""
+    if count is None or count >= len(part):
+        return part
+    return part.subset(np.sort(np.random.default_rng(seed).permutation(len(part))[:count]))
+
+
+def complete_splits(parts, config, stratify=True):
+    """{"train", "validation", "test"} from the splits read: a missing test split, then validation, is
+    carved from train (`data.test_fraction`, `data.validation_fraction`, seeded by `data.split_seed`,
+    stratified by label), after the `data.max_*_examples` slices."""
+    data = config.data
+    train = parts["train"]
+    if "test" in parts:
+        test = parts["test"]
+    else:
+        keep, held = pipeline.split_off(len(train), data.test_fraction, data.split_seed,
+                                        train.labels if stratify else None)
+        train, test = train.subset(keep), train.subset(held)
+    train = shuffled_head(train, data.max_train_examples, data.split_seed)
+    test = shuffled_head(test, getattr(data, "max_eval_examples", None), data.split_seed)
+    if "validation" in parts:
+        validation = shuffled_head(parts["validation"], getattr(data, "max_eval_examples", None), data.split_seed)
+    else:
+        keep, held = pipeline.split_off(len(train), data.validation_fraction, data.split_seed,
+                                        train.labels if stratify else None)
+        train, validation = train.subset(keep), train.subset(held)
+    return {"train": train, "validation": validation, "test": test}
+
+
 def prepare(config, splits, labels, label_names=None, class_weight=None):
     """Build the vocabulary from the training split only and the bucketed train/validation datasets.
 
@@ -46,8 +76,8 @@ def prepare(config, splits, labels, label_names=None, class_weight=None):
     vectorizer = text.make_vectorizer(vocabulary, config.data.level, ragged=True)
     datasets = {}
     for name, part in (("train", train), ("validation", validation)):
-        targets = data_lib.encode_labels(part, labels)
-        datasets[name] = data_lib.text_dataset(
+        targets = tables.encode_labels(part, labels)
+        datasets[name] = pipeline.text_dataset(
             part.texts,
             targets,
             vectorizer,
@@ -182,7 +212,7 @@ def predict_probabilities(model, texts, batch_size=128):
 def evaluate(model, part, assets, out_dir=None, split="test", positive_index=1):
     """Metrics on one split, at the run's saved threshold; with `out_dir`, also a confusion-matrix PNG."""
     label_names, threshold = assets["label_names"], assets.get("threshold", 0.5)
-    labels = data_lib.encode_labels(part, assets["labels"])
+    labels = tables.encode_labels(part, assets["labels"])
     probabilities = predict_probabilities(model, part.texts)
     result = metrics_lib.classification_metrics(
         labels, probabilities, label_names, threshold=threshold, positive_index=positive_index

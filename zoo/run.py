@@ -2,6 +2,8 @@
 
 A run directory holds:
     config.json    {"task": name, "config": the resolved config}
+    source.json    where the data came from: each split's file (path, size, sha256) or tfds name,
+                   or that it was carved from train; the reading options; example counts
     sizes.json     sizes that came from the data (vocabulary size, classes, ...)
     assets.json    vocabulary, label names and task state (e.g. a tuned threshold)
     model.keras    the exported model, which takes raw inputs
@@ -13,10 +15,12 @@ A run directory holds:
 import dataclasses
 import os
 import shutil
+from typing import Optional
 
 import keras
 
 from zoo import config as config_lib
+from zoo.data import sources
 from zoo.errors import UserError
 from zoo.io import atomic_path, atomic_write_json, read_json
 from zoo.registry import get_task
@@ -32,6 +36,7 @@ class Run:
     config: object
     sizes: dict
     assets: dict
+    source: Optional[dict] = None  # source.json; None for runs written before it existed
     _model: object = None
 
     @property
@@ -51,6 +56,7 @@ def load(run_dir):
     saved = read_json(config_path)
     task = get_task(saved["task"])
     config = config_lib.from_dict(task.Config, saved["config"])
+    source_path = os.path.join(run_dir, sources.SOURCE_FILE)
     return Run(
         run_dir,
         saved["task"],
@@ -58,10 +64,23 @@ def load(run_dir):
         config,
         read_json(os.path.join(run_dir, "sizes.json")),
         read_json(os.path.join(run_dir, "assets.json")),
+        read_json(source_path) if os.path.isfile(source_path) else None,
     )
 
 
-def _check_run_dir(run_dir, task_name, config, overwrite):
+def _data_key(record):
+    """What identifies a source record's data: each split's sha256, tfds split, or that it was carved."""
+    return {split: {key: value for key, value in location.items() if key in ("sha256", "tfds", "split", "carved_from")}
+            for split, location in record["splits"].items()}
+
+
+def _same_data(run_dir, source):
+    """Whether an unfinished run in `run_dir` read the same split files (by sha256) or tfds splits."""
+    path = os.path.join(run_dir, sources.SOURCE_FILE)
+    return not os.path.isfile(path) or _data_key(read_json(path)) == _data_key(source)
+
+
+def _check_run_dir(run_dir, task_name, config, overwrite, source):
     """Refuse to mix runs: a finished run or one with another config is not silently reused."""
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(run_dir):
@@ -81,6 +100,11 @@ def _check_run_dir(run_dir, task_name, config, overwrite):
         same = saved.get("task") == task_name and config_lib.from_dict(type(config), saved["config"]) == config
     except (UserError, KeyError, TypeError):
         same = False
+    if same and not _same_data(run_dir, source):
+        raise UserError(
+            f"--out {run_dir}: holds an unfinished run trained on other data (see its {sources.SOURCE_FILE}); "
+            "rerun with its original data to resume, or pass --overwrite"
+        )
     if not same:
         raise UserError(
             f"--out {run_dir}: holds an unfinished run with a different task or config; "
@@ -88,11 +112,12 @@ def _check_run_dir(run_dir, task_name, config, overwrite):
         )
 
 
-def train(task_name, config, run_dir, data_path=None, overwrite=False, strategy="default"):
+def train(task_name, config, run_dir, request=sources.DataRequest(), overwrite=False, strategy="default"):
     """Load data, train, export and evaluate one task; returns the test metrics.
 
     All input checks (config, files, labels) happen before the run directory is created, so bad
     input leaves nothing behind. Rerunning after a kill resumes from the last backup.
+    `request` says which data the user named (zoo.data.sources).
     `strategy` is a `--strategy` name (zoo.distribute): the model is built and compiled in its
     scope, and under multi_worker only the chief writes `run_dir` (the others write to a temporary
     directory that is removed at the end, and return without evaluating).
@@ -103,26 +128,28 @@ def train(task_name, config, run_dir, data_path=None, overwrite=False, strategy=
     task = get_task(task_name)
     distribute.check_task(task, config, placement)
     distribute.check_mixed_precision(config.train.mixed_precision)
-    splits = task.load_data(config, data_path)
+    splits, source = sources.load(task, config, request)
+    print(sources.describe(source))
     prepared = task.prepare(config, splits)
     if placement.is_chief or not overwrite:
-        _check_run_dir(run_dir, task_name, config, overwrite and placement.is_chief)
+        _check_run_dir(run_dir, task_name, config, overwrite and placement.is_chief, source)
     write_dir = distribute.output_directory(run_dir, placement)
     try:
         if not placement.is_chief and not overwrite:
             distribute.copy_resume_state(run_dir, write_dir)
-        return _train_into(task, task_name, config, prepared, splits, write_dir, placement)
+        return _train_into(task, task_name, config, prepared, splits, source, write_dir, placement)
     finally:
         if write_dir != run_dir:
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _train_into(task, task_name, config, prepared, splits, run_dir, placement):
+def _train_into(task, task_name, config, prepared, splits, source, run_dir, placement):
     """Train and export into `run_dir` (this worker's output directory); evaluate on the chief only."""
     from zoo import distribute, training
 
     os.makedirs(run_dir, exist_ok=True)
     atomic_write_json(os.path.join(run_dir, "config.json"), {"task": task_name, "config": config_lib.to_dict(config)})
+    atomic_write_json(os.path.join(run_dir, sources.SOURCE_FILE), source)
     atomic_write_json(os.path.join(run_dir, "sizes.json"), prepared.sizes)
     atomic_write_json(os.path.join(run_dir, "assets.json"), prepared.assets)
     if "vocabulary" in prepared.assets:

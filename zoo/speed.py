@@ -32,6 +32,7 @@ PARTS = ("cudnn", "overhead", "xla", "padding", "peer")
 def sentiment_setup(cell, examples, max_length, data_path=None, extra=()):
     """(task, config, prepared) for IMDB with `examples` training reviews, default model sizes."""
     from zoo.cli import resolve_config
+    from zoo.data import sources
     from zoo.registry import get_task
 
     task = get_task("sentiment")
@@ -42,7 +43,7 @@ def sentiment_setup(cell, examples, max_length, data_path=None, extra=()):
         # plain_keras_model writes the last-state head by hand; pin it so both models stay identical.
         "model.pooling=last", *extra,
     ])
-    splits = task.load_data(config, data_path)
+    splits, _ = sources.load(task, config, sources.DataRequest(data=data_path))
     return task, config, task.prepare(config, splits)
 
 

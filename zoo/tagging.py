@@ -23,10 +23,11 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from zoo import data as data_lib
 from zoo import recurrent
 from zoo import text as text_lib
 from zoo.crf import CRF, CRFLoss
+from zoo.data import files, pipeline
+from zoo.data.columns import ColumnOptions
 from zoo.errors import UserError
 from zoo.recurrent import RecurrentConfig
 from zoo.training import Prepared
@@ -43,8 +44,8 @@ CASINGS = ("pad", "other", "numeric", "lower", "upper", "title", "has_digit", "p
 
 
 @dataclasses.dataclass(frozen=True)
-class TaggingDataConfig:
-    """Data options both tagging tasks share; each task adds its own (tag column, scheme)."""
+class TaggingDataConfig(ColumnOptions):
+    """Data options both tagging tasks share: ColumnOptions' reading options, then these; NER adds its schemes."""
 
     lowercase: bool = True  # word lookup is case-blind; the char encoder and casing feature keep case
     normalize_digits: bool = True  # every digit becomes 0 for the word lookup
@@ -53,8 +54,15 @@ class TaggingDataConfig:
     max_chars: int = 300  # character vocabulary cap (including padding and OOV)
     max_train_examples: Optional[int] = None  # first N training sentences (quick runs)
     max_eval_examples: Optional[int] = None  # first N validation / test sentences
+    validation_fraction: float = 0.1  # carved from train when the data has no validation split
+    test_fraction: float = 0.1  # carved from train when the data has no test split
+    split_seed: int = 13
 
     def validate(self):
+        super().validate()
+        for name in ("validation_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise UserError(f"data.{name}={getattr(self, name)}: must be in (0, 0.5)")
         if self.vocab_size < 3:
             raise UserError(f"data.vocab_size={self.vocab_size}: must be at least 3")
         if self.min_count < 1:
@@ -510,11 +518,11 @@ def tagged_dataset(part, tag_ids, features, batch_size, shuffle_seed=None):
     flat_tokens = tf.constant([token for sentence in part.tokens for token in sentence], dtype=tf.string)
     flat_tags = tf.constant([tag for sentence in tag_ids for tag in sentence], dtype=tf.int32)
     dataset = tf.data.Dataset.range(len(lengths)).map(
-        lambda i: (flat_tokens[starts[i] : ends[i]], flat_tags[starts[i] : ends[i]]), num_parallel_calls=data_lib.AUTOTUNE
+        lambda i: (flat_tokens[starts[i] : ends[i]], flat_tags[starts[i] : ends[i]]), num_parallel_calls=pipeline.AUTOTUNE
     ).cache()
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(lengths), seed=shuffle_seed, reshuffle_each_iteration=True)
-    edges = data_lib.bucket_boundaries(max(lengths) + 1, smallest=8)
+    edges = pipeline.bucket_boundaries(max(lengths) + 1, smallest=8)
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda tokens, tags: tf.shape(tokens)[0],
         bucket_boundaries=edges,
@@ -522,9 +530,9 @@ def tagged_dataset(part, tag_ids, features, batch_size, shuffle_seed=None):
         padding_values=("", PAD_TAG),
         drop_remainder=False,
     )
-    dataset = dataset.map(lambda tokens, tags: (features(tokens), tags), num_parallel_calls=data_lib.AUTOTUNE)
-    dataset = dataset.with_options(data_lib.deterministic_options())
-    return data_lib.with_known_length(dataset).prefetch(data_lib.AUTOTUNE)
+    dataset = dataset.map(lambda tokens, tags: (features(tokens), tags), num_parallel_calls=pipeline.AUTOTUNE)
+    dataset = dataset.with_options(pipeline.deterministic_options())
+    return pipeline.with_known_length(dataset).prefetch(pipeline.AUTOTUNE)
 
 
 def prepare(config, splits):
@@ -550,6 +558,57 @@ def prepare(config, splits):
     return Prepared(datasets["train"], datasets["validation"], sizes, assets, callbacks=callbacks)
 
 
+# ---- reading -----------------------------------------------------------------------------------
+
+
+def read_tagged_file(path, config, tag_test=bool):
+    """A tagged column file per the config's reading options (zoo.data.columns); says how it was read."""
+    from zoo.data import columns
+
+    sentences = columns.read_columns(path, config.data, tag_test)
+    print(f"read {len(sentences):,} sentences: {sentences.layout}")
+    return sentences
+
+
+def read_tfds_tagged(name, split, tag_feature, offline_hint, token_feature="tokens"):
+    """One split of a tfds sequence-tagging dataset as TaggedSentences.
+
+    ClassLabel tag features (e.g. `upos`, `ner`) are turned back into their names; Text features
+    (e.g. `xpos`) are decoded as they are.
+    """
+    from zoo.data import columns, sources
+
+    dataset, info = sources.tfds_dataset(name, split, offline_hint)
+    feature = info.features[tag_feature].feature
+    names = getattr(feature, "names", None)
+    sentences = columns.TaggedSentences([], [], f"tfds:{name}/{split}")
+    for example in dataset.as_numpy_iterator():
+        tokens = [token.decode("utf-8") for token in example[token_feature]]
+        tags = [names[int(t)] if names else t.decode("utf-8") for t in example[tag_feature]]
+        if len(tags) != len(tokens):
+            raise UserError(f"tfds:{name}/{split}: an example has {len(tokens)} tokens but {len(tags)} tags")
+        if tokens:
+            sentences.tokens.append(tokens)
+            sentences.tags.append(tags)
+    return sentences
+
+
+def complete_splits(parts, config):
+    """{"train", "validation", "test"}: missing splits carved from train (seeded random sentences), then
+    the first `data.max_train_examples` / `data.max_eval_examples` sentences of each split."""
+    data = config.data
+    splits = dict(parts)
+    for name in ("test", "validation"):
+        if name not in splits:
+            keep, held = pipeline.split_off(len(splits["train"]), getattr(data, f"{name}_fraction"), data.split_seed)
+            splits[name] = splits["train"].subset(held)
+            splits["train"] = splits["train"].subset(keep)
+    splits["train"] = splits["train"].head(data.max_train_examples)
+    for name in ("validation", "test"):
+        splits[name] = splits[name].head(data.max_eval_examples)
+    return splits
+
+
 # ---- pretrained word vectors --------------------------------------------------------------------
 
 
@@ -559,25 +618,24 @@ def read_vectors(path):
     Returns (words, float32 array (count, dim)); a line of the wrong length names its file:line.
     """
     words, rows, dim = [], [], None
-    with data_lib.open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.rstrip("\r\n").rstrip(" ").split(" ")
-            if number == 1 and len(fields) == 2 and all(field.isdigit() for field in fields):
-                dim = int(fields[1])  # the word2vec header
-                continue
-            if not line.strip():
-                continue
-            if dim is None:
-                dim = len(fields) - 1
-                if dim < 1:
-                    raise UserError(f"{path}:{number}: expected a word followed by its vector")
-            if len(fields) != dim + 1:
-                raise UserError(f"{path}:{number}: expected a word and {dim} numbers, found {len(fields) - 1} numbers")
-            try:
-                rows.append([float(value) for value in fields[1:]])
-            except ValueError:
-                raise UserError(f"{path}:{number}: a vector value is not a number") from None
-            words.append(fields[0])
+    for number, line in files.lines(path):
+        fields = line.rstrip(" ").split(" ")
+        if number == 1 and len(fields) == 2 and all(field.isdigit() for field in fields):
+            dim = int(fields[1])  # the word2vec header
+            continue
+        if not line.strip():
+            continue
+        if dim is None:
+            dim = len(fields) - 1
+            if dim < 1:
+                raise UserError(f"{path}:{number}: expected a word followed by its vector")
+        if len(fields) != dim + 1:
+            raise UserError(f"{path}:{number}: expected a word and {dim} numbers, found {len(fields) - 1} numbers")
+        try:
+            rows.append([float(value) for value in fields[1:]])
+        except ValueError:
+            raise UserError(f"{path}:{number}: a vector value is not a number") from None
+        words.append(fields[0])
     if not words:
         raise UserError(f"{path}: no word vectors found")
     return words, np.asarray(rows, dtype="float32")

@@ -1,55 +1,9 @@
-"""Reading labelled tables, splitting, and the bucketed right-padded tf.data pipeline."""
-
-import gzip
+"""Seeded splits and the bucketed, right-padded tf.data pipeline."""
 
 import numpy as np
-import pytest
 
-from zoo import data as data_lib
 from zoo import text
-from zoo.errors import UserError
-
-
-def _write(path, content, compress=False):
-    if compress:
-        with gzip.open(path, "wt", encoding="utf-8") as handle:
-            handle.write(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return str(path)
-
-
-def test_reads_tsv_gz_and_csv_with_quotes(tmp_path):
-    tsv = _write(tmp_path / "a.tsv.gz", 'label\ttext\n1\tsaid "great" film\n0\tbad\n', compress=True)
-    table = data_lib.read_table(tsv, "text", "label")
-    assert table.texts == ['said "great" film', "bad"] and table.labels == ["1", "0"]
-    csv = _write(tmp_path / "b.csv", 'text,label\n"hello, world",1\n')
-    assert data_lib.read_table(csv, "text", "label").texts == ["hello, world"]
-
-
-def test_missing_file_names_the_path(tmp_path):
-    with pytest.raises(UserError, match="file not found: .*nope.tsv"):
-        data_lib.read_table(str(tmp_path / "nope.tsv"), "text", "label")
-
-
-def test_missing_column_lists_the_header(tmp_path):
-    path = _write(tmp_path / "a.csv", "review,stars\nok,1\n")
-    with pytest.raises(UserError, match=r"a.csv: no column 'text'; the header has 'review', 'stars'"):
-        data_lib.read_table(path, "text", "label")
-
-
-def test_empty_file_and_header_only_file(tmp_path):
-    with pytest.raises(UserError, match="the file is empty"):
-        data_lib.read_table(_write(tmp_path / "e.csv", ""), "text", "label")
-    with pytest.raises(UserError, match="no data rows"):
-        data_lib.read_table(_write(tmp_path / "h.csv", "text,label\n"), "text", "label")
-
-
-def test_label_outside_the_set_names_file_and_line(tmp_path):
-    path = _write(tmp_path / "a.tsv", "text\tlabel\ngood\t1\nmeh\t7\n")
-    table = data_lib.read_table(path, "text", "label")
-    with pytest.raises(UserError, match=r"a.tsv:3: label '7' is not one of 0, 1"):
-        data_lib.encode_labels(table, ("0", "1"))
+from zoo.data import pipeline as data_lib
 
 
 def test_split_is_seeded_disjoint_and_stratified():
@@ -59,6 +13,12 @@ def test_split_is_seeded_disjoint_and_stratified():
     assert np.array_equal(kept, again[0]) and np.array_equal(held, again[1])
     assert not set(kept) & set(held) and len(held) == 20
     assert sum(labels[i] == "b" for i in held) == 4
+
+
+def test_split_falls_back_to_unstratified_when_a_class_has_one_example():
+    labels = ["a"] * 19 + ["b"]
+    kept, held = data_lib.split_off(20, 0.25, seed=1, stratify=labels)
+    assert len(held) == 5 and sorted(np.concatenate([kept, held]).tolist()) == list(range(20))
 
 
 def test_batches_are_bucketed_and_right_padded_to_their_own_length():
