@@ -25,8 +25,9 @@ def main(argv=None):
     # Checked before TensorFlow is imported, so a mistyped command fails at once.
     if args.format not in FORMATS:
         raise UserError(f"--format {args.format}: expected one of {', '.join(FORMATS)}")
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UserError(f"{args.out}: already exists; choose another output folder or pass --overwrite")
+    from zoo import rundir
+
+    rundir.check_export_dir(args.out, args.overwrite)
     from zoo import export
     from zoo import run as run_lib
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from tasks import ner, pos
 from zoo import tagging
 from zoo.data import columns
+from zoo.data.pipeline import first_epoch
 from zoo.errors import UserError
 
 
@@ -99,7 +100,7 @@ def test_exported_model_round_trip(tmp_path, output, char_encoder):
     prepared = _prepared(config)
     model = ner.build_model(config, prepared.sizes)
     ner.compile_model(model, config, prepared.sizes)
-    model.fit(prepared.train, epochs=2, verbose=0)  # move the weights (and CRF transitions) off their init
+    model.fit(first_epoch(prepared.train), epochs=2, verbose=0)  # move the weights (and CRF transitions) off their init
     exported = tagging.export(model, config, prepared.assets)
     path = str(tmp_path / "model.keras")
     exported.save(path)
@@ -127,7 +128,7 @@ def test_iobes_training_tags_export_iob2_names():
     assert SENTENCES.tags[0] == ["B-PER", "I-PER", "O", "B-LOC", "O"]  # the caller's splits are left alone
     model = ner.build_model(config, prepared.sizes)
     ner.compile_model(model, config, prepared.sizes)
-    model.fit(prepared.train, epochs=1, verbose=0)
+    model.fit(first_epoch(prepared.train), epochs=1, verbose=0)
     exported, _ = ner.finish(model, config, prepared, {})
     assert exported.get_layer("tag_names").tags == ["B-PER", "I-PER", "O", "B-LOC", "B-ORG"]
     names = np.asarray(exported(tf.constant(["Angela Merkel visited Paris ."])))
@@ -172,7 +173,7 @@ def test_pretrained_vectors_are_loaded_when_training_starts(tmp_path):
     prepared = _prepared(config)
     model = ner.build_model(config, prepared.sizes)
     ner.compile_model(model, config, prepared.sizes)
-    model.fit(prepared.train, epochs=1, verbose=0, callbacks=prepared.callbacks)
+    model.fit(first_epoch(prepared.train), epochs=1, verbose=0, callbacks=prepared.callbacks)
     embedding = np.asarray(model.get_layer("word_embedding").embeddings)
     row = 2 + prepared.assets["vocabulary"].index("paris")
     np.testing.assert_allclose(embedding[row], [6, 5, 4, 3, 2, 1], atol=0.05)  # one step of training away

@@ -74,21 +74,15 @@ def prepare(config, splits, labels, label_names=None, class_weight=None):
         train.texts, config.data.level, max_size=config.data.vocab_size, min_count=config.data.min_count
     )
     vectorizer = text.make_vectorizer(vocabulary, config.data.level, ragged=True)
-    datasets = {}
-    for name, part in (("train", train), ("validation", validation)):
-        targets = tables.encode_labels(part, labels)
-        datasets[name] = pipeline.text_dataset(
-            part.texts,
-            targets,
-            vectorizer,
-            max_length=config.data.max_length,
-            batch_size=config.train.batch_size,
-            shuffle_seed=config.train.seed if name == "train" else None,
-            pad_to_edges=bool(config.train.jit_compile),
-        )
+    options = dict(max_length=config.data.max_length, batch_size=config.train.batch_size,
+                   pad_to_edges=bool(config.train.jit_compile))
+    train_stream = pipeline.text_stream(train.texts, tables.encode_labels(train, labels), vectorizer,
+                                        seed=config.train.seed, **options)
+    validation_data = pipeline.text_dataset(validation.texts, tables.encode_labels(validation, labels), vectorizer,
+                                            **options)
     sizes = {"vocab_size": len(vocabulary) + 2, "num_classes": len(labels)}
     assets = {"vocabulary": vocabulary, "labels": list(labels), "label_names": list(label_names or labels)}
-    return Prepared(datasets["train"], datasets["validation"], sizes, assets, class_weight=class_weight)
+    return Prepared(train_stream, validation_data, sizes, assets, class_weight=class_weight)
 
 
 def build_classifier(config, sizes, name="classifier"):

@@ -8,8 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def run_main(main):
     """Call `main()`; a UserError becomes `error: ...` on stderr with exit status 2."""
-    from zoo.errors import UserError
-    from zoo.training import TrainingError
+    from zoo.errors import TrainingError, UserError
 
     try:
         main()

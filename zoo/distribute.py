@@ -12,6 +12,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from zoo.data.pipeline import EpochStream
 from zoo.errors import UserError
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
@@ -90,9 +91,12 @@ def check_task(task, config, placement):
 
 
 def shard_by_data(dataset):
-    """Shard `dataset` across workers by element: it is built from in-memory tensors, so FILE sharding cannot apply."""
+    """Shard a dataset (or an EpochStream) across workers by element: it is built from in-memory tensors,
+    so FILE sharding cannot apply."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    if isinstance(dataset, EpochStream):
+        return dataclasses.replace(dataset, dataset=dataset.dataset.with_options(options))
     return dataset.with_options(options)
 
 
@@ -182,7 +186,7 @@ def work_around_keras_multi_worker(model, dataset):
     """
     from keras.src.backend.tensorflow import trainer as tensorflow_trainer
 
-    local_batch = next(iter(dataset))
+    local_batch = next(iter(dataset.dataset if isinstance(dataset, EpochStream) else dataset))
 
     def symbolic_build(iterator=None, data_batch=None):
         with model.distribute_strategy.scope():
@@ -211,7 +215,7 @@ class CheckSameStart(keras.callbacks.Callback):
     A restarted non-chief worker resumes from the chief's backup only if it can read `--out`;
     on separate disks it would start from fresh weights while the chief resumes, and synchronous
     training would then silently average diverged replicas. One all-reduce of a weights checksum
-    at the start of `fit` (after BackupAndRestore has restored) catches that.
+    at the start of `fit` (after the resume checkpoint is restored) catches that.
     """
 
     def __init__(self, strategy):

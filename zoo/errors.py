@@ -7,3 +7,7 @@ class UserError(Exception):
     The message says what was wrong and where: a file and line, a column, or a flag.
     Entry points print it as `error: <message>` and exit with status 2, without a traceback.
     """
+
+
+class TrainingError(Exception):
+    """Training could not go on (e.g. the loss became NaN); printed as one line, exit status 1."""

@@ -2,10 +2,13 @@
 
 import os
 import shutil
+import tempfile
 
 import keras
 import tensorflow as tf
 
+from zoo import faults, rundir
+from zoo.io import umask
 from zoo.errors import UserError
 
 ENDPOINT = "serve"
@@ -37,14 +40,27 @@ def serving_function(run):
 
 
 def write_saved_model(run, out_dir, overwrite=False):
-    """Write `run` as a TensorFlow SavedModel in `out_dir` with `serve` (= `serving_default`) signature."""
-    if os.path.exists(out_dir):
-        if not overwrite:
-            raise UserError(f"{out_dir}: already exists; choose another output folder or pass --overwrite")
-        shutil.rmtree(out_dir)
-    model = run.model
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(ENDPOINT, serving_function(run), input_signature=[input_spec(model)])
-    archive.write_out(out_dir, verbose=False)
+    """Write `run` as a TensorFlow SavedModel in `out_dir` with `serve` (= `serving_default`) signature.
+
+    The SavedModel is written into a temporary sibling folder and renamed into place, so a kill
+    leaves either no `out_dir` (or the old one) or a complete SavedModel, never a partial one.
+    """
+    rundir.check_export_dir(out_dir, overwrite)
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(out_dir)}-", dir=parent)
+    try:
+        model = run.model
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(ENDPOINT, serving_function(run), input_signature=[input_spec(model)])
+        archive.write_out(temporary, verbose=False)
+        faults.reach("export")
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.chmod(temporary, 0o777 & ~umask())  # mkdtemp makes it 0700
+        os.replace(temporary, out_dir)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
     return out_dir

@@ -1,4 +1,4 @@
-"""Atomic file output and run-directory bookkeeping."""
+"""Atomic file output: a temporary file beside the target, renamed into place, with the umask's permissions."""
 
 import contextlib
 import json
@@ -15,12 +15,20 @@ def atomic_path(path):
     suffix = name[name.index("."):] if "." in name else ""  # keep `.weights.h5`: Keras checks it
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~umask())  # mkstemp makes it 0600; a run is read by other users too
     try:
         yield temporary
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def umask():
+    """The process umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path, text):

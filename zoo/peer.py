@@ -193,7 +193,9 @@ def compare(task, config, prepared, rounds, peer="torch"):
 
     # The same thread budget as TensorFlow, whose intra-op pool defaults to one thread per core.
     torch.set_num_threads(os.cpu_count() or 1)
-    batches = [(np.asarray(x), np.asarray(y)) for x, y in prepared.train]
+    from zoo.data.pipeline import first_epoch
+
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in first_epoch(prepared.train)]
     zoo = speed.zoo_model(task, config, prepared.sizes)
     trainers = {}
     for name in ("torch", "torch_1_thread"):

@@ -20,6 +20,7 @@ from typing import Optional
 import keras
 
 from zoo import config as config_lib
+from zoo import faults, rundir
 from zoo.data import sources
 from zoo.errors import UserError
 from zoo.io import atomic_path, atomic_write_json, read_json
@@ -81,24 +82,28 @@ def _same_data(run_dir, source):
 
 
 def _check_run_dir(run_dir, task_name, config, overwrite, source):
-    """Refuse to mix runs: a finished run or one with another config is not silently reused."""
+    """Refuse to mix runs: a finished run or one with another config is not silently reused.
+
+    With `overwrite` a run directory is emptied (never anything that is not one); returns whether
+    the directory now starts a new run.
+    """
     config_path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(run_dir):
-        return
+    entries = set(os.listdir(run_dir)) - {rundir.LOCK_FILE}
     if overwrite:
-        shutil.rmtree(run_dir)
-        return
+        rundir.check_can_overwrite(run_dir)
+        rundir.clear(run_dir)
+        return True
+    if not entries:
+        return True
     if not os.path.isfile(config_path):
-        if os.listdir(run_dir):
-            raise UserError(f"--out {run_dir}: the directory exists and is not a run directory")
-        return
+        raise UserError(f"--out {run_dir}: the directory exists and is not a run directory")
     if os.path.isfile(os.path.join(run_dir, "metrics.json")):
         raise UserError(f"--out {run_dir}: holds a finished run; choose another --out or pass --overwrite")
-    saved = read_json(config_path)
-    # Compared as configs, not dicts, so a config field added since the run started takes its default.
     try:
+        saved = read_json(config_path)
+        # Compared as configs, not dicts, so a config field added since the run started takes its default.
         same = saved.get("task") == task_name and config_lib.from_dict(type(config), saved["config"]) == config
-    except (UserError, KeyError, TypeError):
+    except (UserError, KeyError, TypeError, ValueError):
         same = False
     if same and not _same_data(run_dir, source):
         raise UserError(
@@ -110,20 +115,25 @@ def _check_run_dir(run_dir, task_name, config, overwrite, source):
             f"--out {run_dir}: holds an unfinished run with a different task or config; "
             "rerun with its original flags to resume, or pass --overwrite"
         )
+    return False
 
 
 def train(task_name, config, run_dir, request=sources.DataRequest(), overwrite=False, strategy="default"):
     """Load data, train, export and evaluate one task; returns the test metrics.
 
-    All input checks (config, files, labels) happen before the run directory is created, so bad
-    input leaves nothing behind. Rerunning after a kill resumes from the last backup.
-    `request` says which data the user named (zoo.data.sources).
+    All input checks (config, --out, files, labels) happen before the run directory is created, and
+    an error found later in a new run removes what it wrote, so bad input leaves nothing behind.
+    Rerunning after a kill resumes exactly (zoo.resume); one process at a time holds a run
+    directory (zoo.rundir.RunLock). `request` says which data the user named (zoo.data.sources).
     `strategy` is a `--strategy` name (zoo.distribute): the model is built and compiled in its
     scope, and under multi_worker only the chief writes `run_dir` (the others write to a temporary
     directory that is removed at the end, and return without evaluating).
     """
     from zoo import distribute
 
+    rundir.check_output_path(run_dir)
+    if overwrite:
+        rundir.check_can_overwrite(run_dir)
     placement = distribute.make_placement(strategy)  # before any other TF op: collectives configure at start-up
     task = get_task(task_name)
     distribute.check_task(task, config, placement)
@@ -131,16 +141,28 @@ def train(task_name, config, run_dir, request=sources.DataRequest(), overwrite=F
     splits, source = sources.load(task, config, request)
     print(sources.describe(source))
     prepared = task.prepare(config, splits)
-    if placement.is_chief or not overwrite:
-        _check_run_dir(run_dir, task_name, config, overwrite and placement.is_chief, source)
-    write_dir = distribute.output_directory(run_dir, placement)
-    try:
-        if not placement.is_chief and not overwrite:
-            distribute.copy_resume_state(run_dir, write_dir)
-        return _train_into(task, task_name, config, prepared, splits, source, write_dir, placement)
-    finally:
-        if write_dir != run_dir:
+    if not placement.is_chief:
+        write_dir = distribute.output_directory(run_dir, placement)
+        try:
+            if not overwrite and os.path.isdir(run_dir):
+                distribute.copy_resume_state(run_dir, write_dir)
+            return _train_into(task, task_name, config, prepared, splits, source, write_dir, placement)
+        finally:
             shutil.rmtree(write_dir, ignore_errors=True)
+    created = not os.path.exists(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    try:
+        with rundir.RunLock(run_dir):
+            fresh = _check_run_dir(run_dir, task_name, config, overwrite, source)
+            try:
+                return _train_into(task, task_name, config, prepared, splits, source, run_dir, placement)
+            except UserError:
+                if fresh:  # bad input found only once training ran (e.g. train.monitor): keep nothing
+                    rundir.clear(run_dir)
+                raise
+    finally:
+        if created and set(os.listdir(run_dir)) <= {rundir.LOCK_FILE}:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _train_into(task, task_name, config, prepared, splits, source, run_dir, placement):
@@ -177,11 +199,13 @@ def _train_into(task, task_name, config, prepared, splits, source, run_dir, plac
     summary["weights_sha256"] = distribute.weights_fingerprint(model)
     print(f"trained weights sha256 (worker {placement.worker_index}): {summary['weights_sha256']}")
 
+    # The run's files are rewritten whole on every (re)run, so a kill between any two of them is harmless.
     exported, state = task.finish(model, config, prepared, splits)
     assets = {**prepared.assets, **state}
     atomic_write_json(os.path.join(run_dir, "assets.json"), assets)
     with atomic_path(os.path.join(run_dir, "model.keras")) as temporary:
         exported.save(temporary)
+    faults.reach("after:model.keras")
 
     history = _read_history(os.path.join(run_dir, "history.csv"))
     atomic_write_json(os.path.join(run_dir, "history.json"), {**summary, "epochs": history})
@@ -191,6 +215,7 @@ def _train_into(task, task_name, config, prepared, splits, source, run_dir, plac
     run = load(run_dir)
     metrics = task.evaluate(run, splits["test"], split="test")
     atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # written whole: nothing to resume
     return metrics
 
 

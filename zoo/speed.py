@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.benchmark import count_tokens, cudnn_report, time_calls
+from zoo.data.pipeline import first_epoch
 from zoo.io import atomic_write_json, atomic_write_text
 
 SPEED_BUDGETS = {
@@ -136,7 +137,7 @@ def interleaved(runners, batches, rounds):
 
 def overhead(task, config, prepared, rounds):
     """Zoo model vs hand-written model on the same batches, passes interleaved; ratio zoo/plain."""
-    batches = [(np.asarray(x), np.asarray(y)) for x, y in prepared.train]
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in first_epoch(prepared.train)]
     zoo, plain = zoo_model(task, config, prepared.sizes), plain_keras_model(config, prepared.sizes)
     if _params(zoo) != _params(plain):
         raise AssertionError(f"architectures differ: {_params(zoo)} vs {_params(plain)} parameters")
@@ -163,7 +164,7 @@ def _two_passes(model, batches):
 
 def padding(task, config, prepared):
     """Length bucketing (the zoo's pipeline) vs every batch padded to data.max_length."""
-    bucketed = [(np.asarray(x), np.asarray(y)) for x, y in prepared.train]
+    bucketed = [(np.asarray(x), np.asarray(y)) for x, y in first_epoch(prepared.train)]
     fixed = [(np.asarray(x), np.asarray(y)) for x, y in
              fixed_padding(prepared.train, config.train.batch_size, config.data.max_length)]
     result = {"cell": config.model.cell, "max_length": config.data.max_length}
@@ -176,7 +177,7 @@ def padding(task, config, prepared):
 
 def xla(task, config, prepared):
     """jit_compile off vs on for one cell on the bucketed batches; first pass includes compilation."""
-    batches = [(np.asarray(x), np.asarray(y)) for x, y in prepared.train]
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in first_epoch(prepared.train)]
     result = {"cell": config.model.cell, "bucket_shapes": len({b[0].shape for b in batches})}
     for name, flag in (("off", False), ("on", True)):
         try:

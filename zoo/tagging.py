@@ -507,31 +507,36 @@ def encode_tags(part, tags):
     return encoded
 
 
-def tagged_dataset(part, tag_ids, features, batch_size, shuffle_seed=None):
+def tagged_dataset(part, tag_ids, features, batch_size, seed=None, stream=False):
     """Batches of (`features` of the tokens, see TokenFeatures; tags (batch, time) int32, -1 padded).
 
     Sentences are bucketed by length and right-padded ("" tokens, -1 tags) before the lookup.
+    With `stream`, the training EpochStream (each epoch shuffled with its own `seed`), else one pass
+    in file order.
     """
     lengths = [len(tokens) for tokens in part.tokens]
     ends = tf.constant(np.cumsum(lengths), dtype=tf.int64)
     starts = ends - tf.constant(lengths, dtype=tf.int64)
     flat_tokens = tf.constant([token for sentence in part.tokens for token in sentence], dtype=tf.string)
     flat_tags = tf.constant([tag for sentence in tag_ids for tag in sentence], dtype=tf.int32)
-    dataset = tf.data.Dataset.range(len(lengths)).map(
+    examples = tf.data.Dataset.range(len(lengths)).map(
         lambda i: (flat_tokens[starts[i] : ends[i]], flat_tags[starts[i] : ends[i]]), num_parallel_calls=pipeline.AUTOTUNE
     ).cache()
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(lengths), seed=shuffle_seed, reshuffle_each_iteration=True)
     edges = pipeline.bucket_boundaries(max(lengths) + 1, smallest=8)
-    dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda tokens, tags: tf.shape(tokens)[0],
-        bucket_boundaries=edges,
-        bucket_batch_sizes=[batch_size] * (len(edges) + 1),
-        padding_values=("", PAD_TAG),
-        drop_remainder=False,
-    )
-    dataset = dataset.map(lambda tokens, tags: (features(tokens), tags), num_parallel_calls=pipeline.AUTOTUNE)
-    dataset = dataset.with_options(pipeline.deterministic_options())
+
+    def batches(dataset):
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda tokens, tags: tf.shape(tokens)[0],
+            bucket_boundaries=edges,
+            bucket_batch_sizes=[batch_size] * (len(edges) + 1),
+            padding_values=("", PAD_TAG),
+            drop_remainder=False,
+        )
+        return dataset.map(lambda tokens, tags: (features(tokens), tags), num_parallel_calls=pipeline.AUTOTUNE)
+
+    if stream:
+        return pipeline.epoch_stream(examples, len(lengths), seed, batches)
+    dataset = batches(examples).with_options(pipeline.deterministic_options())
     return pipeline.with_known_length(dataset).prefetch(pipeline.AUTOTUNE)
 
 
@@ -543,13 +548,11 @@ def prepare(config, splits):
     sizes["num_tags"] = len(tags)
     assets = {"vocabulary": vocabularies["words"], "chars": vocabularies["chars"], "tags": tags}
     features = token_features(config, assets)
-    datasets = {}
-    for name in ("train", "validation"):
-        part = splits[name]
-        datasets[name] = tagged_dataset(
-            part, encode_tags(part, tags), features, config.train.batch_size,
-            shuffle_seed=config.train.seed if name == "train" else None,
-        )
+    datasets = {
+        name: tagged_dataset(splits[name], encode_tags(splits[name], tags), features, config.train.batch_size,
+                             seed=config.train.seed, stream=name == "train")
+        for name in ("train", "validation")
+    }
     callbacks = []
     if config.model.pretrained_vectors:
         matrix, found = pretrained_matrix(config.model.pretrained_vectors, vocabularies["words"], config)

@@ -3,15 +3,16 @@
 import dataclasses
 import math
 import os
-import shutil
 import time
-from typing import Optional
+from typing import Optional, Union
 
 import keras
 import tensorflow as tf
 
-from zoo.errors import UserError
-from zoo.io import atomic_path, atomic_write_json, read_json
+from zoo.data.pipeline import EpochStream
+from zoo.errors import TrainingError, UserError
+from zoo.io import atomic_path, atomic_write_json, atomic_write_text
+from zoo.resume import Backup, Checkpointer, Resumable, restore_callbacks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,16 +62,12 @@ class Prepared:
     back into the config. `callbacks` are extra Keras callbacks the task needs (e.g. state resets).
     """
 
-    train: tf.data.Dataset  # yields (inputs, targets) batches
+    train: Union[EpochStream, tf.data.Dataset]  # the training stream (or a dataset of fixed order)
     validation: tf.data.Dataset
     sizes: dict  # e.g. {"vocab_size": int, "num_classes": int}
     assets: dict  # JSON-serializable: vocabulary, label names, ...
     class_weight: Optional[dict] = None
     callbacks: list = dataclasses.field(default_factory=list)
-
-
-class TrainingError(Exception):
-    """Training could not go on (e.g. the loss became NaN)."""
 
 
 def set_seed(seed, deterministic=True):
@@ -125,13 +122,12 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class BestCheckpoint(keras.callbacks.Callback):
+class BestCheckpoint(keras.callbacks.Callback, Resumable):
     """Keeps the weights with the best `monitor` value and stops after `patience` worse epochs.
 
-    Logs ending in `loss` are minimised, any other (e.g. `val_accuracy`) is maximised.
-
-    Its state (best value, epochs waited) is saved beside the weights, so a resumed run keeps
-    comparing against the true best rather than starting over.
+    Logs ending in `loss` are minimised, any other (e.g. `val_accuracy`) is maximised. Its state
+    (best value, epochs waited) travels in the resume checkpoint, so a resumed run keeps comparing
+    against the true best; `best_state.json` beside the weights is for people reading the run.
     """
 
     def __init__(self, directory, patience, monitor="val_loss"):
@@ -143,12 +139,20 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.weights_path = os.path.join(directory, "best.weights.h5")
         self.state_path = os.path.join(directory, "best_state.json")
         self.state = {"best": -math.inf if self.maximize else math.inf, "best_epoch": None, "wait": 0}
-        if os.path.exists(self.state_path):
-            self.state = read_json(self.state_path)
+
+    def get_state(self):
+        return dict(self.state)
+
+    def set_state(self, state):
+        self.state = dict(state)
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None or not math.isfinite(value):
+        logs = logs or {}
+        if self.monitor not in logs:
+            logged = ", ".join(sorted(key for key in logs if key.startswith("val_"))) or "none"
+            raise UserError(f"train.monitor={self.monitor}: no such validation log; logged: {logged}")
+        value = logs[self.monitor]
+        if not math.isfinite(value):
             return
         if (value > self.state["best"]) if self.maximize else (value < self.state["best"]):
             self.state = {"best": float(value), "best_epoch": epoch + 1, "wait": 0}
@@ -166,55 +170,106 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.model.load_weights(self.weights_path)
 
 
-def fit(model, train_data, validation_data, config, run_dir, *, class_weight=None, extra_callbacks=(), verbose=None):
-    """Train `model` (already compiled), resuming from `run_dir/backup` if a previous run was killed.
+class HistoryLog(keras.callbacks.Callback, Resumable):
+    """Per-epoch logs in `history.csv`, rewritten whole (atomically) from rows kept in the resume state.
 
-    Writes `history.csv` (appended across resumes), TensorBoard logs under `logs/`, and the best
-    weights under `checkpoints/`; leaves the model holding the best weights.
-    Raises TrainingError if the loss becomes NaN.
+    A kill at any point leaves either the rows before or after an epoch: never a duplicate or a half row.
+    The first epoch after a mid-epoch resume averages its training metrics over the batches it ran.
     """
-    backup_dir = os.path.join(run_dir, "backup")
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.rows = []
+
+    def get_state(self):
+        return {"rows": self.rows}
+
+    def set_state(self, state):
+        self.rows = list(state["rows"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch}
+        row.update({key: float(value) for key, value in sorted((logs or {}).items())})
+        self.rows.append(row)
+        keys = ["epoch"] + sorted({key for r in self.rows for key in r if key != "epoch"})
+        lines = [",".join(keys)] + [",".join("" if r.get(k) is None else repr(r[k]) for k in keys) for r in self.rows]
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+
+def _steps_per_epoch(train_data, config):
+    if isinstance(train_data, EpochStream):
+        steps = train_data.steps_per_epoch
+    else:
+        steps = int(train_data.cardinality())
+        if steps < 0:
+            raise ValueError("the training dataset needs a known number of batches (see zoo.data.pipeline)")
+    return min(steps, config.steps_per_epoch) if config.steps_per_epoch else steps
+
+
+def _stream(train_data):
+    """The endless training stream: an EpochStream's, or a fixed-order dataset repeated."""
+    return train_data.dataset if isinstance(train_data, EpochStream) else train_data.repeat()
+
+
+def fit(model, train_data, validation_data, config, run_dir, *, class_weight=None, extra_callbacks=(), verbose=None):
+    """Train `model` (already compiled), resuming exactly from `run_dir/backup` if a previous run was killed.
+
+    `train_data` is an EpochStream (or a dataset whose order never changes). Batches are taken from
+    the stream by global step, and the checkpoint holds every variable (zoo.resume), so a run killed
+    anywhere, even twice in one epoch or while writing a checkpoint, ends with the same weights as an
+    uninterrupted one. Writes `history.csv`, TensorBoard logs under `logs/`, the best weights under
+    `checkpoints/`; leaves the model holding the best weights and a final checkpoint marked finished
+    (the caller removes `backup/` once the run is written). Raises TrainingError if the loss becomes NaN.
+    """
+    backup = Backup(os.path.join(run_dir, "backup"))
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
-    if os.path.isdir(backup_dir):
-        print(f"Resuming from the checkpoint in {backup_dir}")
+    steps_per_epoch = _steps_per_epoch(train_data, config)
     best = BestCheckpoint(checkpoint_dir, config.patience, monitor=config.monitor)
     nan_guard = StopOnNaN()
-    callbacks = [
-        EpochTimer(),
-        # double_checkpoint: a kill in the middle of writing the backup leaves the previous one to resume from.
-        keras.callbacks.BackupAndRestore(
-            backup_dir, save_freq=config.backup_every_steps, double_checkpoint=True, delete_checkpoint=False
-        ),
-        nan_guard,
-        best,
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-        *extra_callbacks,
-    ]
+    history = HistoryLog(os.path.join(run_dir, "history.csv"))
+    callbacks = [EpochTimer(), nan_guard, best, *extra_callbacks, history,
+                 keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))]
+    state = backup.restore(model)
+    if state is not None:
+        restore_callbacks(callbacks, state)
+        print(f"Resuming from the checkpoint in {backup.directory} (epoch {state['epochs_done'] + 1}, "
+              f"step {state['step']})" if not state["finished"] else "Training had finished; restored its weights")
+    checkpointer = Checkpointer(backup, config.backup_every_steps, steps_per_epoch, callbacks, state)
+    callbacks.append(checkpointer)  # last: an epoch's checkpoint follows every other callback of that epoch
     if verbose is None:
         verbose = 1 if os.isatty(1) else 2
-    if config.steps_per_epoch:
-        train_data = train_data.repeat()
-    start = time.perf_counter()
-    model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        class_weight=class_weight,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
-    )
-    elapsed = time.perf_counter() - start
+    if state is None or not (state["finished"] or state["stopped"]):
+        step = checkpointer.step
+        while step < config.epochs * steps_per_epoch and not model.stop_training:
+            epoch, offset = divmod(step, steps_per_epoch)
+            for callback in callbacks:
+                if hasattr(callback, "on_resume"):
+                    callback.on_resume(epoch, offset)
+            # A mid-epoch resume first finishes that epoch with the batches it had left, then goes on whole.
+            model.fit(
+                _stream(train_data).skip(step),
+                validation_data=validation_data,
+                initial_epoch=epoch,
+                epochs=epoch + 1 if offset else config.epochs,
+                steps_per_epoch=steps_per_epoch - offset,
+                class_weight=class_weight,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # the stream orders the data, by the run's seed
+            )
+            if nan_guard.where is not None:
+                break
+            step = checkpointer.step
     if nan_guard.where is not None:
         epoch, batch = nan_guard.where
-        shutil.rmtree(backup_dir, ignore_errors=True)  # a NaN backup must not be resumed
+        backup.remove()  # a NaN state must not be resumed
         raise TrainingError(
             f"the training loss became NaN at epoch {epoch}, batch {batch}; "
             "try a lower --set train.learning_rate or a gradient clip (--set train.clipnorm=1.0)"
         )
-    best.restore_best()
-    shutil.rmtree(backup_dir, ignore_errors=True)  # the run finished: nothing to resume
-    return {"train_seconds": elapsed, **best.state}
+    if state is None or not state["finished"]:
+        best.restore_best()
+        checkpointer.save_finished()  # a kill from here on re-exports these weights instead of training again
+    return {"train_seconds": checkpointer.train_seconds(), **best.state}

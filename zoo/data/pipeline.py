@@ -1,5 +1,7 @@
 """The `tf.data` side of text data: seeded splits, length bucketing with right padding, and the id pipeline."""
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
@@ -62,12 +64,10 @@ def deterministic_options():
     return options
 
 
-def text_dataset(texts, targets, vectorizer, *, max_length, batch_size, shuffle_seed=None, pad_to_edges=False):
-    """Raw texts -> batches of ((batch, time) int32 ids, targets), bucketed by length.
+def text_examples(texts, targets, vectorizer, max_length):
+    """Raw texts -> a cached dataset of ((time,) int32 ids, target), vectorized in parallel batches.
 
-    Vectorization runs in parallel inside the pipeline and is cached after the first pass;
-    with `shuffle_seed` the order is reshuffled (reproducibly) every epoch. `pad_to_edges`: see
-    `batch_by_length` (used under XLA).
+    Empty texts (all characters stripped) are dropped: zero-length rows would break masking.
     """
     texts = tf.constant(list(texts), dtype=tf.string)
     dataset = tf.data.Dataset.from_tensor_slices((texts, targets))
@@ -77,15 +77,76 @@ def text_dataset(texts, targets, vectorizer, *, max_length, batch_size, shuffle_
     dataset = dataset.unbatch().map(
         lambda ids, target: (tf.cast(ids[:max_length], tf.int32), target), num_parallel_calls=AUTOTUNE
     )
-    # Empty texts (all characters stripped) would give zero-length rows, which break masking.
-    dataset = dataset.filter(lambda ids, target: tf.shape(ids)[0] > 0).cache()
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = batch_by_length(dataset, batch_size, max_length, pad_to_edges=pad_to_edges).with_options(deterministic_options())
+    return dataset.filter(lambda ids, target: tf.shape(ids)[0] > 0).cache()
+
+
+def text_dataset(texts, targets, vectorizer, *, max_length, batch_size, pad_to_edges=False):
+    """Raw texts -> batches of ((batch, time) int32 ids, targets) in file order, bucketed by length (evaluation).
+
+    `pad_to_edges`: see `batch_by_length` (used under XLA).
+    """
+    dataset = batch_by_length(text_examples(texts, targets, vectorizer, max_length), batch_size, max_length,
+                              pad_to_edges=pad_to_edges).with_options(deterministic_options())
     return with_known_length(dataset).prefetch(AUTOTUNE)
+
+
+def text_stream(texts, targets, vectorizer, *, max_length, batch_size, seed, pad_to_edges=False):
+    """The training EpochStream of `text_dataset`'s batches, each epoch in its own seeded order."""
+    examples = text_examples(texts, targets, vectorizer, max_length)
+    return epoch_stream(examples, len(targets), seed,
+                        lambda epoch: batch_by_length(epoch, batch_size, max_length, pad_to_edges=pad_to_edges))
 
 
 def with_known_length(dataset):
     """Count the batches once (filling any cache) so Keras shows a real progress bar and epoch end."""
     batches = dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
     return dataset.apply(tf.data.experimental.assert_cardinality(batches))
+
+
+EPOCH_LIMIT = 1 << 30  # epochs in a training stream: far more than any run trains
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochStream:
+    """The training batches of every epoch one after another (an endless stream), and how many make an epoch.
+
+    Epoch e is ordered by a seed of its own, (seed, e), and by nothing else, so `dataset.skip(k)` in a
+    fresh process yields exactly the batches an uninterrupted run trains on after its first k: a
+    killed run resumes mid-epoch on the same data.
+    """
+
+    dataset: tf.data.Dataset
+    steps_per_epoch: int
+
+    def epoch(self, index: int = 0) -> tf.data.Dataset:
+        """The batches of epoch `index` (a finite dataset)."""
+        batches = self.dataset.skip(index * self.steps_per_epoch).take(self.steps_per_epoch)
+        return batches.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
+
+
+def epoch_stream(examples, count, seed, batches, buffer=None, steps=None):
+    """An EpochStream: epoch e shuffles `examples` (`count` of them, typically cached) with its own seed,
+    then `batches(dataset)` groups them (bucketing, padding); seed None keeps the file order.
+
+    `buffer` caps the shuffle buffer (default: all `count` examples). The number of batches per epoch
+    does not depend on the order (length buckets flush their rest), so unless `steps` gives it, it
+    is counted once on the unshuffled epoch (which also fills any cache).
+    """
+    def one_epoch(epoch):
+        if seed is None:
+            return batches(examples)
+        # A distinct op seed per epoch; int64 arithmetic, so any 32-bit run seed is safe.
+        epoch_seed = tf.cast(epoch, tf.int64) + tf.constant(int(seed) * 1_000_003, tf.int64)
+        return batches(examples.shuffle(buffer or count, seed=epoch_seed, reshuffle_each_iteration=False))
+
+    if steps is None:
+        steps = int(batches(examples).reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+    if steps < 1:
+        raise UserError("the training split gave no batches")
+    stream = tf.data.Dataset.range(EPOCH_LIMIT).flat_map(one_epoch)
+    return EpochStream(stream.with_options(deterministic_options()).prefetch(AUTOTUNE), steps)
+
+
+def first_epoch(train):
+    """One epoch of training batches, from an EpochStream or a plain dataset (benchmarks, tests)."""
+    return train.epoch(0) if isinstance(train, EpochStream) else train
