@@ -91,6 +91,7 @@ def main(argv=None):
     def progress(message):
         print(message, flush=True)
 
+    failures = []
     if "cells" in suites:
         tasks = _names(args.tasks, sorted(TASKS), "--tasks")
         variants = None
@@ -99,12 +100,16 @@ def main(argv=None):
         if args.variants:
             variants = benchmark.parse_variants(args.variants[0])
             benchmark.check_variants(variants, tasks, cells, args.budget, args.overrides)
+        for task in tasks:  # a bad --set fails now, in one line, not in every run
+            benchmark.resolve(task, cells[0], 1, args.budget, args.overrides)
         results = benchmark.run_benchmark(tasks, cells, args.seeds, args.budget, args.out,
                                           extra_overrides=args.overrides, data_path=args.data, progress=progress,
                                           variants=variants)
         print(benchmark.markdown_table(results))
         failed = sum(r["status"] != "ok" for r in results["runs"])
         print(f"{len(results['runs']) - failed} runs ok, {failed} failed; results in {args.out}/results.json")
+        failures.append(f"{failed} of {len(results['runs'])} cells-suite runs failed (see {args.out}/results.json)"
+                        if failed else None)
     if "synthetic" in suites:
         from zoo import synthetic
 
@@ -119,8 +124,13 @@ def main(argv=None):
         report = speed.run(cells, args.budget, os.path.join(args.out, "speed"), data_path=args.data,
                            examples=args.speed_examples, progress=progress, parts=speed_parts, peer=args.peer)
         print(report)
+    failures = [failure for failure in failures if failure]
+    if failures:
+        from zoo.errors import TrainingError
+
+        raise TrainingError("; ".join(failures))
 
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    run_main(main)
+    run_main(main, script=True)

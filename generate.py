@@ -39,4 +39,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, script=True)

@@ -65,15 +65,26 @@ def main(argv=None):
     formatter = getattr(run.task, "format_predictions", None)
     if args.format != "json" and formatter is None:
         raise UserError(f"--format {args.format}: the {run.task_name} task writes json only")
+    predicted_any = False
     for batch in _batches(args):
-        rows = run.task.predict(run, batch)
+        given = [item for item in batch if item.strip()]
+        if not given:
+            continue
+        predicted_any = True
+        rows = iter(run.task.predict(run, given))
+        # An empty input gets an error row in its place, so outputs stay aligned with inputs.
+        rows = [next(rows) if item.strip() else {"input": item, "error": "empty input"} for item in batch]
+        if args.format != "json":
+            rows = [row for row in rows if "error" not in row]
         if args.format == "json":
             for row in rows:
                 print(json.dumps(row, ensure_ascii=False))
         else:
             print(formatter(rows, args.format), end="\n" if rows else "")
         sys.stdout.flush()  # a consumer of the stream sees each batch as soon as it is predicted
+    if not predicted_any:
+        raise UserError("every input is empty; give text (or an image path) to predict")
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, script=True)

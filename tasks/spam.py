@@ -27,6 +27,7 @@ model is tuned on validation to maximise the positive class's F1, saved in asset
 by evaluate.py and predict.py.
 """
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -227,6 +228,13 @@ def complete_splits(parts, config):
             f"{train.source}: the training split has only the label {distinct[0]!r}; a classifier needs two or "
             "more classes (is data.label_column right?)"
         )
+    seen = collections.Counter(train.labels)
+    for position, label in enumerate(train.labels):
+        if seen[label] == 1 and len(label.split()) > 1:
+            raise UserError(
+                f"{train.where(position)}: label {label!r} occurs once and looks like text; is a quote left open "
+                "on an earlier line, or is data.label_column wrong?"
+            )
     count = data.max_train_examples
     if count is not None and count < len(train):
         order = np.random.default_rng(data.split_seed).permutation(len(train))[:count]

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import typing
 
 from zoo.errors import UserError
@@ -44,9 +45,12 @@ def _coerce(value, field_type, key):
             raise UserError(f"--set {key}={value}: expected an integer") from None
     if field_type is float:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise UserError(f"--set {key}={value}: expected a number") from None
+        if not math.isfinite(number):
+            raise UserError(f"--set {key}={value}: expected a finite number")
+        return number
     return value
 
 

@@ -43,29 +43,53 @@ class Run:
     @property
     def model(self):
         if self._model is None:
-            self._model = keras.saving.load_model(os.path.join(self.directory, "model.keras"))
+            path = os.path.join(self.directory, "model.keras")
+            try:
+                self._model = keras.saving.load_model(path)
+            except (OSError, ValueError, KeyError, EOFError) as error:  # zip, h5 and config errors alike
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise UserError(f"{path}: cannot be loaded, the file is damaged ({first[:200]}); "
+                                "rerun the train command with --overwrite") from None
         return self._model
 
 
+def _read_run_file(run_dir, name, required=True):
+    """A JSON file of a run directory; a missing or damaged one is a one-line error saying which."""
+    path = os.path.join(run_dir, name)
+    if not os.path.isfile(path):
+        if not required:
+            return None
+        raise UserError(f"{run_dir}: the run has no {name} (damaged or unfinished; rerun the train command)")
+    try:
+        return read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: damaged, not valid JSON ({error}); rerun the train command with --overwrite") from None
+
+
 def load(run_dir):
-    """Load a run directory written by `train`; needs nothing else."""
-    config_path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(config_path):
+    """Load a run directory written by `train`; needs nothing else. A damaged one is a one-line error."""
+    if not os.path.isdir(run_dir):
+        raise UserError(f"{run_dir}: no such run directory")
+    if not os.path.isfile(os.path.join(run_dir, "config.json")):
         raise UserError(f"{run_dir}: not a run directory (no config.json)")
     if not os.path.isfile(os.path.join(run_dir, "model.keras")):
         raise UserError(f"{run_dir}: the run has no model.keras (unfinished? rerun the train command to resume)")
-    saved = read_json(config_path)
+    saved = _read_run_file(run_dir, "config.json")
+    if not isinstance(saved, dict) or "task" not in saved or "config" not in saved:
+        raise UserError(f"{os.path.join(run_dir, 'config.json')}: damaged (expected the task and its config)")
     task = get_task(saved["task"])
-    config = config_lib.from_dict(task.Config, saved["config"])
-    source_path = os.path.join(run_dir, sources.SOURCE_FILE)
+    try:
+        config = config_lib.from_dict(task.Config, saved["config"])
+    except (TypeError, AttributeError) as error:
+        raise UserError(f"{os.path.join(run_dir, 'config.json')}: damaged ({error})") from None
     return Run(
         run_dir,
         saved["task"],
         task,
         config,
-        read_json(os.path.join(run_dir, "sizes.json")),
-        read_json(os.path.join(run_dir, "assets.json")),
-        read_json(source_path) if os.path.isfile(source_path) else None,
+        _read_run_file(run_dir, "sizes.json"),
+        _read_run_file(run_dir, "assets.json"),
+        _read_run_file(run_dir, sources.SOURCE_FILE, required=False),
     )
 
 

@@ -17,6 +17,7 @@ from zoo.io import atomic_write_text
 PAD_ID = 0
 OOV_ID = 1
 LEVELS = ("word", "char")
+MAX_TOKEN_LENGTH = 100  # characters; longer vocabulary candidates are dropped (see ranked_tokens)
 _PUNCTUATION = r"([!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~])"
 
 
@@ -67,13 +68,16 @@ def tokenize(texts, level="word", batch_size=2048):
             yield [token.decode("utf-8") for token in row]
 
 
-def ranked_tokens(counts, min_count=1, max_size=None):
+def ranked_tokens(counts, min_count=1, max_size=None, max_length=MAX_TOKEN_LENGTH):
     """(token, count) pairs seen at least `min_count` times, most frequent first, ties alphabetical.
 
     `max_size` counts the two reserved ids (padding and OOV), so at most `max_size - 2` pairs are kept;
-    None keeps them all. Every vocabulary of the zoo is ranked this way, so ids are reproducible.
+    None keeps them all. Tokens longer than `max_length` characters stay out (they read as unknown):
+    Keras lookups store a vocabulary as fixed-width strings, so one 5 MB "word" would cost 20+ GB.
+    Every vocabulary of the zoo is ranked this way, so ids are reproducible.
     """
-    ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
+    ranked = sorted((item for item in counts.items() if item[1] >= min_count and len(item[0]) <= max_length),
+                    key=lambda item: (-item[1], item[0]))
     return ranked if max_size is None else ranked[: max(0, max_size - 2)]
 
 

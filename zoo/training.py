@@ -36,9 +36,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience", "backup_every_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name}={getattr(self, name)}: must be at least 1")
-        if self.learning_rate <= 0:
-            raise UserError(f"train.learning_rate={self.learning_rate}: must be positive")
-        if self.clipnorm < 0:
+        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            raise UserError(f"train.learning_rate={self.learning_rate}: must be a positive number")
+        if not math.isfinite(self.clipnorm) or self.clipnorm < 0:
             raise UserError(f"train.clipnorm={self.clipnorm}: must be 0 (off) or positive")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UserError(f"train.steps_per_epoch={self.steps_per_epoch}: must be at least 1")
