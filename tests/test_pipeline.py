@@ -60,3 +60,12 @@ def test_vocabulary_comes_from_the_given_texts_only():
     assert vocabulary == ["a", "b", "c"]
     assert text.build_vocabulary(["b a a", "c a b"], max_size=10, min_count=2) == ["a", "b"]
     assert text.build_vocabulary(["b a a"], max_size=3) == ["a"]  # 2 ids reserved: padding and OOV
+
+
+def test_a_huge_token_stays_out_of_the_vocabulary():
+    """Keras lookups hold vocabularies as fixed-width strings: one 5 MB token would need gigabytes."""
+    huge = "x" * 5_000_000
+    vocabulary = text.build_vocabulary([f"a {huge} b a"], max_size=10)
+    assert vocabulary == ["a", "b"]
+    ids = text.make_vectorizer(vocabulary)(np.array([f"a {huge}"]))
+    assert ids.numpy().tolist() == [[2, 1]]  # the huge token reads as unknown
