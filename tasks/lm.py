@@ -6,13 +6,13 @@ Use from your own code:
     model = build_core(Config(), {"vocab_size": 10002})
     # model: int32 token ids (batch, time) -> (batch, time, vocab_size) next-token logits
 
-Data, first match wins:
-    word level (default): `--data FOLDER` holding ptb.{train,valid,test}.txt, or `--data FILE` (any
-        plain text, split 90/5/5 by lines), then `$RNN_ZOO_DATA/ptb/`.
-    char level (`--set data.level=char`, `--preset shakespeare`): `--data FILE` (any plain text,
-        split 90/5/5 by characters) or a folder holding input.txt, then
-        `$RNN_ZOO_DATA/tiny_shakespeare/input.txt`, then tensorflow-datasets `tiny_shakespeare`.
-        The local split is the same as tfds': first 90% train, next 5% validation, last 5% test.
+Data (zoo.data.sources): `--train-file F [--validation-file F] [--test-file F]` (any plain-text
+files, e.g. WikiText's wiki.{train,valid,test}.tokens), `--data PATH` (a file, or a folder whose file
+names say the split), then `$RNN_ZOO_DATA/ptb/` (word level) or `$RNN_ZOO_DATA/tiny_shakespeare/`
+(char level), then tensorflow-datasets `tiny_shakespeare` (char level only). Splits no source gives
+are cut off the end of the training text: a single file is split 90/5/5 by lines (word) or
+characters (char), exactly as tfds splits Tiny Shakespeare. `--set data.encoding=NAME` reads
+other encodings. Each split is held as an int32 token stream (`TokenStream`, ~4 bytes a token).
 
 Word level: a line break is the `<eos>` token and words are split on whitespace, as in the Mikolov
 files; the text is not lower-cased (PTB already is, and its number token is `N`).
@@ -25,19 +25,19 @@ every evaluation); gradients stay inside a window. With `model.stateful=false` w
 independent, shuffled, and every window starts from a zero state.
 """
 
+import array
 import collections
 import dataclasses
 import math
-import os
 from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import data as data_lib
 from zoo import decoding
 from zoo import text as text_lib
+from zoo.data import files, pipeline, sources
 from zoo.errors import UserError
 from zoo.recurrent import RecurrentConfig, make_layer
 from zoo.training import Prepared, TrainConfig
@@ -50,11 +50,21 @@ LEVELS = ("word", "char")
 SCHEDULES = ("constant", "plateau", "step")
 OPTIMIZERS = ("adam", "sgd")
 CORE_NAME = "language_model"
-PTB_FOLDER = "ptb"
-SHAKESPEARE_FOLDER = "tiny_shakespeare"
-TFDS_NAME = "tiny_shakespeare"
+TEXT_EXTENSIONS = (".txt", ".tokens", ".raw", ".text")
+WORD_CATALOG = sources.Catalog(
+    folder="ptb",
+    describe="plain text; a line break ends a sentence, words are split on whitespace",
+    extensions=TEXT_EXTENSIONS,
+)
+CHAR_CATALOG = sources.Catalog(
+    folder="tiny_shakespeare",
+    describe="plain text; every character is a token",
+    extensions=TEXT_EXTENSIONS,
+    tfds=sources.Tfds("tiny_shakespeare", {"train": "train", "validation": "validation", "test": "test"}),
+)
 WARM_UP_TOKENS = {"word": 100, "char": 300}  # context read before a prompt by stateful models
 TRAIN_FRACTION = 0.9  # of a single text file; the rest is halved into validation and test
+HELD_FRACTION = 0.05  # of train, cut off for the one split (validation or test) that is missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +74,10 @@ class DataConfig:
     vocab_size: Optional[int] = None  # None keeps every training token; counts the 2 reserved ids
     max_train_tokens: Optional[int] = None  # take the first N training tokens (quick runs)
     max_eval_tokens: Optional[int] = None  # take the first N validation/test tokens
+    encoding: str = sources.reading_option(files.DEFAULT_ENCODING)  # of the text files
 
     def validate(self):
+        files.check_encoding(self.encoding)
         if self.level not in LEVELS:
             raise UserError(f"data.level={self.level!r}: expected one of {', '.join(LEVELS)}")
         if self.bptt_steps < 1:
@@ -142,15 +154,38 @@ PRESETS = {
 # ----------------------------------------------------------------------------- data
 
 
-@dataclasses.dataclass
-class Corpus:
-    """One split as raw text, with where it came from (for messages)."""
+class Interner(dict):
+    """token -> index in order of first appearance; `interner[token]` adds an unseen token."""
 
-    text: str
+    def __missing__(self, token):
+        index = self[token] = len(self)
+        return index
+
+    def types(self):
+        return list(self)
+
+
+@dataclasses.dataclass
+class TokenStream:
+    """One split as a compact token stream: about 4 bytes a token, whatever the corpus size.
+
+    ids: int32 (n,) indices into `types`, the split's distinct tokens (a Python list, as long as
+    the corpus' vocabulary, not its length). Slices share `types` and view `ids` without copying.
+    """
+
+    ids: np.ndarray
+    types: list
     source: str
 
     def __len__(self):
-        return len(self.text)
+        return len(self.ids)
+
+    def slice(self, start, stop, source=None):
+        return TokenStream(self.ids[start:stop], self.types, source or self.source)
+
+    def tokens(self, start=0, stop=None):
+        """The tokens [start, stop) as strings (for short stretches: prompts, warm-up context)."""
+        return [self.types[index] for index in self.ids[start:stop]]
 
 
 def tokenize(text, level):
@@ -167,13 +202,55 @@ def detokenize(tokens, level):
     return " ".join(tokens).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n")
 
 
+def _line_tokens(line, level):
+    """The tokens of one line read with its line end, as `tokenize` gives them for the whole text."""
+    if level == "char":
+        return line
+    tokens = line.split()
+    if line.endswith("\n"):
+        tokens.append(EOS)
+    return tokens
+
+
+def stream_from_lines(lines, level, source):
+    """A TokenStream from an iterable of text pieces (lines with their ends); memory grows 4 bytes a token."""
+    interner = Interner()
+    ids = array.array("i")
+    for line in lines:
+        ids.extend(map(interner.__getitem__, _line_tokens(line, level)))
+    return TokenStream(np.frombuffer(ids, dtype="int32") if len(ids) else np.zeros(0, "int32"),
+                       interner.types(), source)
+
+
+def stream_from_text(text, level, source):
+    return stream_from_lines(text.splitlines(keepends=True), level, source)
+
+
+def read_stream(path, config):
+    """Every token of a plain-text file, read line by line (one-line errors name file:line)."""
+    with files.open_text(path, config.data.encoding) as handle:
+        stream = stream_from_lines(handle, config.data.level, path)
+    if not len(stream):
+        raise UserError(f"{path}: the file is empty")
+    return stream
+
+
 def build_vocabulary(tokens, max_size=None):
     """Training tokens by frequency (ties alphabetical); ids start at 2 (0 padding, 1 out of vocabulary)."""
-    counts = collections.Counter(tokens)
+    return _vocabulary(collections.Counter(tokens), max_size)
+
+
+def _vocabulary(counts, max_size):
     ranked = text_lib.ranked_tokens(counts, max_size=max_size)
     if not ranked:
         raise UserError("the training text gave an empty vocabulary")
     return [token for token, _ in ranked]
+
+
+def stream_vocabulary(stream, max_size=None):
+    """`build_vocabulary` of a TokenStream, counted on its int32 ids."""
+    counts = np.bincount(stream.ids, minlength=len(stream.types))
+    return _vocabulary({stream.types[index]: int(count) for index, count in enumerate(counts) if count}, max_size)
 
 
 def unknown_id(vocabulary):
@@ -188,147 +265,167 @@ def encode(tokens, vocabulary):
     return np.fromiter((index.get(token, unknown) for token in tokens), dtype="int32", count=len(tokens))
 
 
-def _read(path):
-    with data_lib.open_text(path) as handle:
-        text = handle.read()
-    if not text.strip():
-        raise UserError(f"{path}: the file is empty")
-    return text
+def id_map(stream, vocabulary):
+    """int32 (len(stream.types),): the vocabulary id of each of the stream's token types."""
+    return encode(stream.types, vocabulary)
 
 
-def _split_text(text, source, level):
-    """Contiguous 90/5/5 split: by characters at char level, by lines at word level.
+def encode_stream(stream, vocabulary):
+    """A TokenStream's vocabulary ids, int32 (n,)."""
+    return id_map(stream, vocabulary)[stream.ids]
 
-    The cut points are computed exactly as tfds `tiny_shakespeare` does (90% train, then the rest
-    halved), so the local copy and the tfds download give identical splits.
+
+def _unit_ends(stream, level):
+    """Token positions where each unit ends: every character, or every line (after its `<eos>`)."""
+    if level == "char":
+        return None  # units are tokens
+    eos = stream.types.index(EOS) if EOS in stream.types else -1
+    line_ends = np.flatnonzero(stream.ids == eos) + 1
+    if len(line_ends) == 0 or line_ends[-1] != len(stream):
+        line_ends = np.append(line_ends, len(stream))  # a last line without a line break
+    return line_ends
+
+
+def carve(stream, level, missing):
+    """Cut the splits in `missing` off the end of the training stream: contiguous, by lines (word) or characters.
+
+    Both missing: the first 90% train, the rest halved (exactly the cut of tfds `tiny_shakespeare`,
+    so the local copy and the download split alike). One missing: the last 5% of train.
     """
-    units = text if level == "char" else text.splitlines(keepends=True)
-    total = len(units)
-    first = int(total * TRAIN_FRACTION)
-    second = first + int((total - first) * 0.5)
-    if first < 1 or second <= first or second >= total:
-        raise UserError(f"{source}: too short to split into train/validation/test ({total} {level} units)")
-    parts = {"train": units[:first], "validation": units[first:second], "test": units[second:]}
-    return {name: Corpus("".join(part), f"{source} ({name})") for name, part in parts.items()}
+    ends = _unit_ends(stream, level)
+    total = len(stream) if ends is None else len(ends)
+    if len(missing) == 2:
+        first = int(total * TRAIN_FRACTION)
+        unit_cuts = [first, first + int((total - first) * 0.5)]
+    else:
+        unit_cuts = [total - int(total * HELD_FRACTION)]
+    cuts = unit_cuts if ends is None else [int(ends[cut - 1]) if cut > 0 else 0 for cut in unit_cuts]
+    bounds = [0, *cuts, len(stream)]
+    names = ["train", *missing]
+    if any(stop <= start for start, stop in zip(bounds, bounds[1:])):
+        unit = "characters" if level == "char" else "lines"
+        raise UserError(f"{stream.source}: too short to split into {', '.join(names)} ({total} {unit}); "
+                        "name the other splits with --validation-file / --test-file")
+    return {name: stream.slice(start, stop, f"{stream.source} ({name})")
+            for name, start, stop in zip(names, bounds, bounds[1:])}
 
 
-def _load_ptb_folder(folder):
-    splits = {}
-    for name, stem in (("train", "train"), ("validation", "valid"), ("test", "test")):
-        path = os.path.join(folder, f"ptb.{stem}.txt")
-        if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
-            path += ".gz"
-        if not os.path.isfile(path):
-            raise UserError(f"{folder}: no ptb.{stem}.txt (word level expects ptb.train/valid/test.txt)")
-        splits[name] = Corpus(_read(path), path)
+def catalog(config):
+    if config.data.level == "char":
+        return CHAR_CATALOG
+    return WORD_CATALOG
+
+
+def read_file(path, config, location=None):
+    return read_stream(path, config)
+
+
+def read_tfds(name, split, config):
+    """A tfds split whose examples have a "text" feature (tiny_shakespeare: the whole split in one)."""
+    dataset, _ = sources.tfds_dataset(name, split, sources.offline_hint(catalog(config)))
+    pieces = (row["text"].decode("utf-8") for row in dataset.as_numpy_iterator())
+    return stream_from_lines((line for piece in pieces for line in piece.splitlines(keepends=True)),
+                             config.data.level, f"tfds:{name}/{split}")
+
+
+def complete_splits(parts, config):
+    """{"train", "validation", "test"}: missing splits cut off the end of train (see `carve`), then the
+    first `data.max_train_tokens` / `data.max_eval_tokens` tokens of each split."""
+    splits = dict(parts)
+    missing = [name for name in ("validation", "test") if name not in splits]
+    if missing:
+        splits.update(carve(splits["train"], config.data.level, missing))
+    limits = {"train": config.data.max_train_tokens, "validation": config.data.max_eval_tokens,
+              "test": config.data.max_eval_tokens}
+    splits = {name: splits[name].slice(0, limit) for name, limit in limits.items()}
+    for part in splits.values():
+        if len(part) < 2:
+            raise UserError(f"{part.source}: fewer than 2 tokens; nothing to predict")
     return splits
 
 
-def _load_tfds_shakespeare():
-    import tensorflow_datasets as tfds
-
-    splits = {}
-    for name in ("train", "validation", "test"):
-        texts = [row["text"].decode("utf-8") for row in tfds.as_numpy(tfds.load(TFDS_NAME, split=name))]
-        splits[name] = Corpus("".join(texts), f"tfds:{TFDS_NAME}/{name}")
-    return splits
-
-
-def load_data(config, data_path=None):
-    """Return {"train", "validation", "test"}: Corpus (raw text of each split)."""
-    level = config.data.level
-    if data_path:
-        if os.path.isfile(data_path):
-            return _split_text(_read(data_path), data_path, level)
-        if not os.path.isdir(data_path):
-            raise UserError(f"--data {data_path}: no such file or directory")
-        if level == "word":
-            return _load_ptb_folder(data_path)
-        path = os.path.join(data_path, "input.txt")
-        if not os.path.isfile(path):
-            raise UserError(f"--data {data_path}: no input.txt (char level expects one plain-text file)")
-        return _split_text(_read(path), path, level)
-    if level == "word":
-        folder = data_lib.local_copy(PTB_FOLDER)
-        if folder is None:
-            raise UserError(
-                f"word level needs the Penn Treebank files: set ${data_lib.DATA_ENV} to a folder holding "
-                f"{PTB_FOLDER}/ptb.train.txt (and valid, test), or pass --data FOLDER or a text file"
-            )
-        return _load_ptb_folder(folder)
-    folder = data_lib.local_copy(SHAKESPEARE_FOLDER)
-    if folder is not None:
-        return _split_text(_read(os.path.join(folder, "input.txt")), os.path.join(folder, "input.txt"), level)
-    return _load_tfds_shakespeare()
-
-
-def split_ids(corpus, config, vocabulary, limit=None):
-    """A split's int32 ids (n,), cut to the first `limit` tokens if given."""
-    tokens = tokenize(corpus.text, config.data.level)
-    if limit is not None:
-        tokens = tokens[:limit]
-    if len(tokens) < 2:
-        raise UserError(f"{corpus.source}: fewer than 2 tokens; nothing to predict")
-    return encode(tokens, vocabulary)
-
-
-def stream_windows(ids, batch_size, bptt_steps):
-    """Lay a token sequence out as `batch_size` contiguous streams cut into windows.
+def stream_blocks(ids, batch_size, bptt_steps):
+    """Lay a token sequence out as `batch_size` contiguous streams cut into windows of `bptt_steps` + 1 ids.
 
     Every position but the first is predicted exactly once: stream b covers the predicted
-    positions [b * length, (b + 1) * length) with length = ceil((n - 1) / batch_size); the inputs
-    are the tokens one step earlier (teacher forcing). The ends are padded with id 0 and weight 0.
+    positions [b * length, (b + 1) * length) with length = ceil((n - 1) / batch_size). Block
+    (w, b) holds stream b's inputs of window w plus the next id, so inputs = block[:-1] and
+    targets = block[1:] (teacher forcing); the ends are padded with id 0, which no token has.
 
     Args:
         ids: int (n,) token ids.
     Returns:
-        inputs, targets: int32 (windows, batch_size, bptt_steps); weights: float32 (same shape),
-        1 for a real target and 0 for padding. Window w of row b follows window w - 1 of row b.
+        int32 (windows, batch_size, bptt_steps + 1); window w of row b follows window w - 1.
     """
     ids = np.asarray(ids, dtype="int32")
-    predicted = len(ids) - 1
+    return _blocks(lambda start, stop: ids[start:stop], len(ids), batch_size, bptt_steps)
+
+
+def encoded_blocks(stream, vocabulary, batch_size, bptt_steps):
+    """`stream_blocks` of a TokenStream's vocabulary ids, encoded row by row (never a full encoded copy)."""
+    mapping = id_map(stream, vocabulary)
+    return _blocks(lambda start, stop: mapping[stream.ids[start:stop]], len(stream), batch_size, bptt_steps)
+
+
+def _blocks(take, count, batch_size, bptt_steps):
+    """`stream_blocks` with the ids [start, stop) given by `take(start, stop)` and `count` ids in all."""
+    predicted = count - 1
     if predicted < 1:
         raise UserError("a split needs at least 2 tokens to form one prediction")
     length = -(-predicted // batch_size)
     windows = -(-length // bptt_steps)
-    padded = windows * bptt_steps
-    inputs = np.zeros((batch_size, padded), dtype="int32")
-    targets = np.zeros((batch_size, padded), dtype="int32")
-    weights = np.zeros((batch_size, padded), dtype="float32")
+    blocks = np.zeros((windows, batch_size, bptt_steps + 1), dtype="int32")
+    padded = np.zeros(windows * bptt_steps + 1, dtype="int32")
     for row in range(batch_size):
         start = row * length
         stop = min(start + length, predicted)
         if stop <= start:
             break
-        count = stop - start
-        inputs[row, :count] = ids[start:stop]
-        targets[row, :count] = ids[start + 1 : stop + 1]
-        weights[row, :count] = 1.0
-
-    def windowed(array):
-        return array.reshape(batch_size, windows, bptt_steps).transpose(1, 0, 2)
-
-    return windowed(inputs), windowed(targets), windowed(weights)
+        padded[:] = 0
+        padded[: stop + 1 - start] = take(start, stop + 1)
+        blocks[:, row, :] = np.lib.stride_tricks.sliding_window_view(padded, bptt_steps + 1)[::bptt_steps]
+    return blocks
 
 
-def window_dataset(ids, batch_size, bptt_steps, stateful, shuffle_seed=None):
-    """A tf.data pipeline of (inputs, targets, weights) batches, each (batch_size, bptt_steps).
+def split_block(block):
+    """(inputs, targets, weights) from blocks (..., steps + 1): weights 1 on real targets; inputs 0 where not."""
+    targets = block[..., 1:]
+    if isinstance(block, np.ndarray):
+        real = targets != PAD_ID
+        return block[..., :-1] * real, targets, real.astype("float32")
+    real = tf.not_equal(targets, PAD_ID)
+    return block[..., :-1] * tf.cast(real, block.dtype), targets, tf.cast(real, tf.float32)
 
-    Stateful: batches in stream order, always full. Otherwise the windows are independent
-    examples, reshuffled every epoch when `shuffle_seed` is given.
+
+def stream_windows(ids, batch_size, bptt_steps):
+    """inputs, targets: int32 (windows, batch_size, bptt_steps); weights: float32, 1 for a real target.
+
+    See `stream_blocks`; window w of row b follows window w - 1 of row b.
     """
-    inputs, targets, weights = stream_windows(ids, batch_size, bptt_steps)
+    return split_block(stream_blocks(ids, batch_size, bptt_steps))
+
+
+def window_dataset(blocks, batch_size, stateful, seed=None):
+    """(inputs, targets, weights) batches, each (batch_size, bptt_steps), from `stream_blocks` blocks.
+
+    Stateful: the windows in stream order, always full batches (the same every epoch).
+    Otherwise the windows are independent examples; with `seed` the result is a training
+    EpochStream, each epoch shuffled by its own seed, so a resumed run sees the same batches.
+    The blocks are copied into one tensor: the caller's array can be dropped afterwards.
+    """
     if stateful:
-        dataset = tf.data.Dataset.from_tensor_slices((inputs, targets, weights))
-    else:
-        flat = [array.reshape(-1, bptt_steps) for array in (inputs, targets, weights)]
-        keep = flat[2].sum(axis=1) > 0  # all-padding rows carry no target
-        flat = [array[keep] for array in flat]
-        dataset = tf.data.Dataset.from_tensor_slices(tuple(flat))
-        if shuffle_seed is not None:
-            dataset = dataset.shuffle(len(flat[0]), seed=shuffle_seed, reshuffle_each_iteration=True)
-        dataset = dataset.batch(batch_size)
-    return dataset.with_options(data_lib.deterministic_options()).prefetch(data_lib.AUTOTUNE)
+        dataset = tf.data.Dataset.from_tensor_slices(blocks).map(split_block)
+        return dataset.with_options(pipeline.deterministic_options()).prefetch(pipeline.AUTOTUNE)
+    flat = blocks.reshape(-1, blocks.shape[-1])
+    flat = flat[(flat[:, 1:] != PAD_ID).any(axis=1)]  # all-padding rows carry no target
+    examples = tf.data.Dataset.from_tensor_slices(flat)
+
+    def batches(dataset):
+        return dataset.batch(batch_size).map(split_block)
+
+    if seed is None:
+        return batches(examples).with_options(pipeline.deterministic_options()).prefetch(pipeline.AUTOTUNE)
+    return pipeline.epoch_stream(examples, len(flat), seed, batches, steps=-(-len(flat) // batch_size))
 
 
 class ResetStates(keras.callbacks.Callback):
@@ -378,8 +475,13 @@ def output_bias(model):
 
 
 def unigram_log_probabilities(ids, vocab_size, smoothing=0.1):
-    """log p(id) from training counts, add-`smoothing` so unseen ids (padding, OOV) stay finite; (vocab_size,)."""
-    counts = np.bincount(ids, minlength=vocab_size).astype("float64") + smoothing
+    """log p(id) from training ids, add-`smoothing` so unseen ids (padding, OOV) stay finite; (vocab_size,)."""
+    return unigram_log_probabilities_from_counts(np.bincount(ids, minlength=vocab_size), smoothing)
+
+
+def unigram_log_probabilities_from_counts(counts, smoothing=0.1):
+    """log p(id) from per-id counts (vocab_size,), add-`smoothing`."""
+    counts = np.asarray(counts, dtype="float64") + smoothing
     return np.log(counts / counts.sum())
 
 
@@ -398,25 +500,22 @@ def learning_rate_callbacks(train_config):
 
 def prepare(config, splits):
     """Vocabulary from the training split, then window pipelines for train and validation."""
-    train_tokens = tokenize(splits["train"].text, config.data.level)
-    if config.data.max_train_tokens is not None:
-        train_tokens = train_tokens[: config.data.max_train_tokens]
-    vocabulary = build_vocabulary(train_tokens, config.data.vocab_size)
-    train_ids = encode(train_tokens, vocabulary)
-    if len(train_ids) < 2:
-        raise UserError(f"{splits['train'].source}: fewer than 2 tokens; nothing to predict")
-    validation_ids = split_ids(splits["validation"], config, vocabulary, config.data.max_eval_tokens)
+    train = splits["train"]
+    vocabulary = stream_vocabulary(train, config.data.vocab_size)
+    vocab_size = len(vocabulary) + 2
     batch, steps, stateful = config.train.batch_size, config.data.bptt_steps, config.model.stateful
     callbacks = learning_rate_callbacks(config.train)
     if stateful:
         callbacks.insert(0, ResetStates())
     if config.model.unigram_bias:
-        callbacks.insert(0, UnigramBias(unigram_log_probabilities(train_ids, len(vocabulary) + 2)))
+        type_counts = np.bincount(train.ids, minlength=len(train.types))
+        counts = np.bincount(id_map(train, vocabulary), weights=type_counts, minlength=vocab_size)
+        callbacks.insert(0, UnigramBias(unigram_log_probabilities_from_counts(counts)))
     return Prepared(
-        train=window_dataset(train_ids, batch, steps, stateful, shuffle_seed=config.train.seed),
-        validation=window_dataset(validation_ids, batch, steps, stateful),
-        sizes={"vocab_size": len(vocabulary) + 2, "train_tokens": int(len(train_ids)),
-               "validation_tokens": int(len(validation_ids))},
+        train=window_dataset(encoded_blocks(train, vocabulary, batch, steps), batch, stateful,
+                             seed=None if stateful else config.train.seed),
+        validation=window_dataset(encoded_blocks(splits["validation"], vocabulary, batch, steps), batch, stateful),
+        sizes={"vocab_size": vocab_size, "train_tokens": len(train), "validation_tokens": len(splits["validation"])},
         assets={"vocabulary": vocabulary, "level": config.data.level},
         callbacks=callbacks,
     )
@@ -571,16 +670,15 @@ def export(core, config, sizes, assets):
     return keras.Model(texts, plain(token_ids), name="exported_language_model")
 
 
-def warm_up_tokens(corpus, level, count=None):
-    """The last `count` tokens of `corpus` that end at a line break (the state at a sentence start).
+def warm_up_tokens(stream, level, count=None):
+    """The last `count` tokens of `stream` that end at a line break (the state at a sentence start).
 
     A model trained statefully has almost never started from a zero state, so its first few
     predictions from zeros are poor; generation first reads this context instead.
     """
     count = count or WARM_UP_TOKENS[level]
-    tokens = tokenize(corpus.text, level)
-    breaks = [position for position in range(len(tokens) - 1, max(-1, len(tokens) - 50 * count), -1)
-              if tokens[position] in (EOS, "\n")]
+    tokens = stream.tokens(max(0, len(stream) - 50 * count))
+    breaks = [position for position in range(len(tokens) - 1, -1, -1) if tokens[position] in (EOS, "\n")]
     end = breaks[0] + 1 if breaks else len(tokens)
     return tokens[max(0, end - count):end]
 
@@ -630,10 +728,12 @@ def scores(mean_cross_entropy, level):
     return {"perplexity": math.exp(mean_cross_entropy)}
 
 
-def evaluate(run, corpus, split="test"):
-    """Cross-entropy, perplexity and (char level) bits per character over every token of `corpus`."""
+def evaluate(run, stream, split="test"):
+    """Cross-entropy, perplexity and (char level) bits per character over every token of `stream`."""
     config = run.config
-    ids = split_ids(corpus, config, run.assets["vocabulary"], config.data.max_eval_tokens)
+    if len(stream) < 2:
+        raise UserError(f"{stream.source}: fewer than 2 tokens; nothing to predict")
+    ids = encode_stream(stream, run.assets["vocabulary"])
     batch_size = config.train.batch_size
     stateful = config.model.stateful
     core = core_copy(run, batch_size=batch_size if stateful else None, stateful=stateful)

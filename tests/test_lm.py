@@ -48,14 +48,31 @@ def test_streams_cover_every_target_once_in_order_shifted_by_one(count, batch_si
 def test_stateful_dataset_yields_windows_in_stream_order_and_stateless_covers_each_once():
     ids = np.arange(2, 200, dtype="int32")
     inputs, targets, weights = lm.stream_windows(ids, 4, 6)
-    batches = list(lm.window_dataset(ids, 4, 6, stateful=True).as_numpy_iterator())
+    blocks = lm.stream_blocks(ids, 4, 6)
+    batches = list(lm.window_dataset(blocks, 4, stateful=True).as_numpy_iterator())
     assert len(batches) == len(inputs)
     for window, (x, y, w) in enumerate(batches):
         np.testing.assert_array_equal(x, inputs[window])
         np.testing.assert_array_equal(y, targets[window])
-    stateless = list(lm.window_dataset(ids, 4, 6, stateful=False, shuffle_seed=1).as_numpy_iterator())
-    seen = np.concatenate([y[w == 1] for _, y, w in stateless])
-    assert sorted(seen.tolist()) == ids[1:].tolist()
+        np.testing.assert_array_equal(w, weights[window])
+    stream = lm.window_dataset(blocks, 4, stateful=False, seed=1)
+    first, second = ([y[w == 1] for _, y, w in stream.epoch(epoch).as_numpy_iterator()] for epoch in (0, 1))
+    assert sorted(np.concatenate(first).tolist()) == ids[1:].tolist()  # every target once per epoch
+    assert sorted(np.concatenate(second).tolist()) == ids[1:].tolist()
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))  # each epoch its own order
+    again = lm.window_dataset(blocks, 4, stateful=False, seed=1)
+    for a, b in zip(first, (y[w == 1] for _, y, w in again.epoch(0).as_numpy_iterator())):
+        np.testing.assert_array_equal(a, b)  # the same seed, the same order (exact resume)
+
+
+def test_encoded_blocks_equal_the_blocks_of_the_encoded_stream():
+    stream = lm.stream_from_text("the cat sat\nthe dog ran far\nzebra\n" * 7, "word", "corpus")
+    vocabulary = lm.stream_vocabulary(stream, max_size=6)  # 4 words kept: some tokens read as unknown
+    encoded = lm.encode(lm.tokenize("the cat sat\nthe dog ran far\nzebra\n" * 7, "word"), vocabulary)
+    np.testing.assert_array_equal(lm.encode_stream(stream, vocabulary), encoded)
+    for batch_size, steps in ((3, 4), (5, 2), (1, 50)):
+        np.testing.assert_array_equal(lm.encoded_blocks(stream, vocabulary, batch_size, steps),
+                                      lm.stream_blocks(encoded, batch_size, steps))
 
 
 def test_tokenize_round_trip_and_unknown_words_map_to_the_corpus_unk():
@@ -222,45 +239,103 @@ def test_step_schedule_decays_after_the_given_epochs():
 # ----------------------------------------------------------------------------- data sources
 
 
+def _splits(config, request=None):
+    from zoo.data import sources
+
+    return sources.load(lm, config, request or sources.DataRequest())
+
+
+def test_token_stream_matches_tokenize_and_counts_the_vocabulary():
+    text = " the cat sat\n the <unk> ran\nlast line without a break"
+    stream = lm.stream_from_text(text, "word", "x")
+    assert stream.tokens() == lm.tokenize(text, "word")
+    assert stream.ids.dtype == np.int32 and len(stream.types) == len(set(lm.tokenize(text, "word")))
+    assert lm.stream_vocabulary(stream) == lm.build_vocabulary(lm.tokenize(text, "word"))
+    chars = lm.stream_from_text("ab\n c", "char", "x")
+    assert chars.tokens() == ["a", "b", "\n", " ", "c"]
+
+
 def test_local_shakespeare_split_matches_tfds_sizes(data_env):
-    splits = lm.load_data(_config(**{"data.level": "char"}))
+    splits, record = _splits(_config(**{"data.level": "char"}))
     assert {name: len(part) for name, part in splits.items()} == {"train": 1003854, "validation": 55770,
                                                                    "test": 55770}
-    assert splits["train"].text.startswith("First Citizen:")
+    assert "".join(splits["train"].tokens(0, 14)) == "First Citizen:"
+    assert record["splits"]["validation"] == {"carved_from": "train"}
+    assert record["examples"] == {"train": 1003854, "validation": 55770, "test": 55770}
 
 
 def test_ptb_files_give_the_documented_token_counts(data_env):
-    splits = lm.load_data(lm.Config())
-    counts = {name: len(lm.tokenize(part.text, "word")) for name, part in splits.items()}
-    assert counts == {"train": 929589, "validation": 73760, "test": 82430}
+    splits, record = _splits(lm.Config())
+    assert {name: len(part) for name, part in splits.items()} == {"train": 929589, "validation": 73760,
+                                                                   "test": 82430}
+    assert record["splits"]["test"]["file"].endswith("ptb.test.txt") and len(record["splits"]["test"]["sha256"]) == 64
 
 
-def test_tfds_tiny_shakespeare_is_the_online_source(monkeypatch):
-    import tensorflow_datasets as tfds
-
-    monkeypatch.delenv("RNN_ZOO_DATA", raising=False)
-    with tfds.testing.mock_data(num_examples=1):
-        splits = lm.load_data(_config(**{"data.level": "char"}))
+def test_tfds_tiny_shakespeare_is_the_online_source(mock_tfds):
+    with mock_tfds(num_examples=1):
+        splits, record = _splits(_config(**{"data.level": "char"}))
     assert set(splits) == {"train", "validation", "test"}
-    assert all(part.source.startswith("tfds:tiny_shakespeare") and len(part) > 0 for part in splits.values())
+    assert all(part.source.startswith("tfds:tiny_shakespeare") and len(part) > 1 for part in splits.values())
+    assert record["splits"]["test"] == {"tfds": "tiny_shakespeare", "split": "test"}
 
 
 def test_word_level_without_data_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("RNN_ZOO_DATA", raising=False)
-    with pytest.raises(UserError, match="RNN_ZOO_DATA"):
-        lm.load_data(lm.Config())
+    with pytest.raises(UserError, match="--train-file FILE .*RNN_ZOO_DATA"):
+        _splits(lm.Config())
 
 
 def test_any_text_file_is_split_90_5_5(tmp_path):
+    from zoo.data import sources
+
     path = tmp_path / "corpus.txt"
     path.write_text("".join(f"line {i} of text\n" for i in range(100)), encoding="utf-8")
-    splits = lm.load_data(lm.Config(), str(path))
-    assert [part.text.count("\n") for part in splits.values()] == [90, 5, 5]
-    assert splits["validation"].text.startswith("line 90 ")
+    splits, _ = _splits(lm.Config(), sources.DataRequest(data=str(path)))
+    assert [part.tokens().count("<eos>") for part in splits.values()] == [90, 5, 5]
+    assert splits["validation"].tokens(0, 2) == ["line", "90"]
+    chars, _ = _splits(_config(**{"data.level": "char"}), sources.DataRequest(train_file=str(path)))
+    total = len(path.read_text())
+    assert [len(part) for part in chars.values()] == [int(total * 0.9), int((total - int(total * 0.9)) / 2),
+                                                      total - int(total * 0.9) - int((total - int(total * 0.9)) / 2)]
     empty = tmp_path / "empty.txt"
-    empty.write_text("  \n", encoding="utf-8")
+    empty.write_text("", encoding="utf-8")
     with pytest.raises(UserError, match="empty.txt: the file is empty"):
-        lm.load_data(lm.Config(), str(empty))
+        _splits(lm.Config(), sources.DataRequest(train_file=str(empty)))
+    short = tmp_path / "short.txt"
+    short.write_text("one line\n", encoding="utf-8")
+    with pytest.raises(UserError, match="short.txt: too short to split"):
+        _splits(lm.Config(), sources.DataRequest(train_file=str(short)))
+
+
+def test_any_file_names_with_a_missing_validation_file(tmp_path):
+    """WikiText-style names in a folder; a train and test file alone get validation from train's last 5%."""
+    from zoo.data import sources
+
+    folder = tmp_path / "wikitext"
+    folder.mkdir()
+    for name, count in (("wiki.train.tokens", 200), ("wiki.valid.tokens", 20), ("wiki.test.tokens", 30)):
+        (folder / name).write_text("".join(f" = {name} {i} = \n" for i in range(count)), encoding="utf-8")
+    splits, record = _splits(lm.Config(), sources.DataRequest(data=str(folder)))
+    assert [part.tokens().count("<eos>") for part in splits.values()] == [200, 20, 30]
+    assert record["splits"]["validation"]["file"].endswith("wiki.valid.tokens")
+    splits, record = _splits(lm.Config(), sources.DataRequest(train_file=str(folder / "wiki.train.tokens"),
+                                                              test_file=str(folder / "wiki.test.tokens")))
+    assert [part.tokens().count("<eos>") for part in splits.values()] == [190, 10, 30]
+    assert record["splits"]["validation"] == {"carved_from": "train"}
+    limited, _ = _splits(_config(**{"data.max_train_tokens": 50, "data.max_eval_tokens": 7}),
+                         sources.DataRequest(data=str(folder)))
+    assert [len(part) for part in limited.values()] == [50, 7, 7]
+
+
+def test_other_encodings_are_a_reading_option(tmp_path):
+    from zoo.data import sources
+
+    path = tmp_path / "latin.txt"
+    path.write_bytes(("caf\u00e9 au lait\n" * 40).encode("latin-1"))
+    with pytest.raises(UserError, match="latin.txt:1: not valid utf-8"):
+        _splits(lm.Config(), sources.DataRequest(train_file=str(path)))
+    splits, record = _splits(_config(**{"data.encoding": "latin-1"}), sources.DataRequest(train_file=str(path)))
+    assert splits["train"].tokens(0, 1) == ["caf\u00e9"] and record["options"]["data.encoding"] == "latin-1"
 
 
 # ----------------------------------------------------------------------------- a real run, save, load, generate
@@ -284,12 +359,13 @@ def test_short_ptb_run_beats_the_unigram_baseline_on_validation(ptb_run, data_en
     from zoo import run as run_lib
 
     run = run_lib.load(ptb_run)
-    splits = lm.load_data(run.config)
+    splits, _ = _splits(run.config)
     metrics = lm.evaluate(run, splits["validation"], split="validation")
-    validation_tokens = lm.tokenize(splits["validation"].text, "word")[:8000]
-    assert metrics["tokens"] == len(validation_tokens) - 1
+    validation_tokens = splits["validation"].tokens()
+    assert len(validation_tokens) == 8000 and metrics["tokens"] == len(validation_tokens) - 1
     # The unigram baseline, from the full training split's counts (stronger than the slice's).
-    counts = collections.Counter(lm.tokenize(splits["train"].text, "word"))
+    full, _ = _splits(lm.Config())
+    counts = collections.Counter(full["train"].tokens())
     total = sum(counts.values())
     unigram = math.exp(-np.mean([math.log(counts[token] / total) for token in validation_tokens[1:]]))
     assert unigram > 500
