@@ -33,11 +33,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from zoo import run
-    from zoo.data import sources
     from zoo.registry import get_task
 
-    task = get_task(args.task)
+    task = get_task(args.task)  # an unknown name fails before TensorFlow is imported
+    from zoo import run
+    from zoo.data import sources
+
     overrides = []
     for flag, key in (("cell", "model.cell"), ("epochs", "train.epochs"), ("seed", "train.seed")):
         if getattr(args, flag) is not None:

@@ -344,12 +344,27 @@ def complete_splits(parts, config):
     return splits
 
 
-def stream_blocks(ids, batch_size, bptt_steps):
-    """Lay a token sequence out as `batch_size` contiguous streams cut into windows of `bptt_steps` + 1 ids.
+def stream_layout(count, batch_size, bptt_steps):
+    """Where each of `batch_size` contiguous streams lies in a sequence of `count` ids.
 
     Every position but the first is predicted exactly once: stream b covers the predicted
-    positions [b * length, (b + 1) * length) with length = ceil((n - 1) / batch_size). Block
-    (w, b) holds stream b's inputs of window w plus the next id, so inputs = block[:-1] and
+    positions [starts[b], stops[b]) with length = ceil((count - 1) / batch_size) each (the last
+    ones shorter; an unused stream has stop -1). Returns (starts, stops) int64 (batch_size,) and
+    the number of windows of `bptt_steps` per stream.
+    """
+    predicted = count - 1
+    if predicted < 1:
+        raise UserError("a split needs at least 2 tokens to form one prediction")
+    length = -(-predicted // batch_size)
+    starts = np.arange(batch_size, dtype="int64") * length
+    stops = np.minimum(starts + length, predicted)
+    return starts, np.where(stops > starts, stops, -1), -(-length // bptt_steps)
+
+
+def stream_blocks(ids, batch_size, bptt_steps):
+    """Lay a token sequence out as `batch_size` streams (see `stream_layout`) cut into windows of `bptt_steps` + 1 ids.
+
+    Block (w, b) holds stream b's inputs of window w plus the next id, so inputs = block[:-1] and
     targets = block[1:] (teacher forcing); the ends are padded with id 0, which no token has.
 
     Args:
@@ -358,31 +373,13 @@ def stream_blocks(ids, batch_size, bptt_steps):
         int32 (windows, batch_size, bptt_steps + 1); window w of row b follows window w - 1.
     """
     ids = np.asarray(ids, dtype="int32")
-    return _blocks(lambda start, stop: ids[start:stop], len(ids), batch_size, bptt_steps)
-
-
-def encoded_blocks(stream, vocabulary, batch_size, bptt_steps):
-    """`stream_blocks` of a TokenStream's vocabulary ids, encoded row by row (never a full encoded copy)."""
-    mapping = id_map(stream, vocabulary)
-    return _blocks(lambda start, stop: mapping[stream.ids[start:stop]], len(stream), batch_size, bptt_steps)
-
-
-def _blocks(take, count, batch_size, bptt_steps):
-    """`stream_blocks` with the ids [start, stop) given by `take(start, stop)` and `count` ids in all."""
-    predicted = count - 1
-    if predicted < 1:
-        raise UserError("a split needs at least 2 tokens to form one prediction")
-    length = -(-predicted // batch_size)
-    windows = -(-length // bptt_steps)
+    starts, stops, windows = stream_layout(len(ids), batch_size, bptt_steps)
     blocks = np.zeros((windows, batch_size, bptt_steps + 1), dtype="int32")
     padded = np.zeros(windows * bptt_steps + 1, dtype="int32")
-    for row in range(batch_size):
-        start = row * length
-        stop = min(start + length, predicted)
-        if stop <= start:
-            break
+    for row, (start, stop) in enumerate(zip(starts, stops)):
         padded[:] = 0
-        padded[: stop + 1 - start] = take(start, stop + 1)
+        if stop > start:
+            padded[: stop + 1 - start] = ids[start : stop + 1]
         blocks[:, row, :] = np.lib.stride_tricks.sliding_window_view(padded, bptt_steps + 1)[::bptt_steps]
     return blocks
 
@@ -405,27 +402,47 @@ def stream_windows(ids, batch_size, bptt_steps):
     return split_block(stream_blocks(ids, batch_size, bptt_steps))
 
 
-def window_dataset(blocks, batch_size, stateful, seed=None):
-    """(inputs, targets, weights) batches, each (batch_size, bptt_steps), from `stream_blocks` blocks.
+def window_dataset(ids, batch_size, bptt_steps, stateful, seed=None, mapping=None):
+    """(inputs, targets, weights) batches, each (batch_size, bptt_steps): `stream_windows` as tf.data.
 
     Stateful: the windows in stream order, always full batches (the same every epoch).
     Otherwise the windows are independent examples; with `seed` the result is a training
     EpochStream, each epoch shuffled by its own seed, so a resumed run sees the same batches.
-    The blocks are copied into one tensor: the caller's array can be dropped afterwards.
+    `ids` is held once, as a tensor, and each batch is gathered from it on the fly: memory stays
+    at 4 bytes a token. With `mapping` (int32 (types,)), `ids` are TokenStream indices and each
+    batch is encoded as `mapping[ids]`, so no encoded copy of the corpus is made.
     """
+    ids = np.asarray(ids, dtype="int32")
+    starts, stops, windows = stream_layout(len(ids), batch_size, bptt_steps)
+    ids_tensor = tf.constant(ids)
+    table = None if mapping is None else tf.constant(np.asarray(mapping, dtype="int32"))
+    starts_tensor, stops_tensor = tf.constant(starts), tf.constant(stops)
+    offsets = tf.range(bptt_steps + 1, dtype=tf.int64)
+    last = len(ids) - 1
+
+    def blocks(window, row):
+        """window, row: int64 (k,) -> the k blocks' (inputs, targets, weights), each (k, bptt_steps)."""
+        positions = tf.gather(starts_tensor, row)[:, None] + window[:, None] * bptt_steps + offsets[None, :]
+        values = tf.gather(ids_tensor, tf.minimum(positions, last))
+        if table is not None:
+            values = tf.gather(table, values)
+        return split_block(tf.where(positions <= tf.gather(stops_tensor, row)[:, None], values, 0))
+
     if stateful:
-        dataset = tf.data.Dataset.from_tensor_slices(blocks).map(split_block)
+        rows = tf.range(batch_size, dtype=tf.int64)
+        dataset = tf.data.Dataset.range(windows).map(lambda window: blocks(tf.fill([batch_size], window), rows))
         return dataset.with_options(pipeline.deterministic_options()).prefetch(pipeline.AUTOTUNE)
-    flat = blocks.reshape(-1, blocks.shape[-1])
-    flat = flat[(flat[:, 1:] != PAD_ID).any(axis=1)]  # all-padding rows carry no target
-    examples = tf.data.Dataset.from_tensor_slices(flat)
+    window_index, row_index = (grid.reshape(-1) for grid in np.meshgrid(np.arange(windows), np.arange(batch_size),
+                                                                           indexing="ij"))
+    keep = starts[row_index] + window_index * bptt_steps + 1 <= stops[row_index]  # blocks with a real target
+    examples = tf.data.Dataset.from_tensor_slices((window_index[keep], row_index[keep]))
 
     def batches(dataset):
-        return dataset.batch(batch_size).map(split_block)
+        return dataset.batch(batch_size).map(blocks)
 
     if seed is None:
         return batches(examples).with_options(pipeline.deterministic_options()).prefetch(pipeline.AUTOTUNE)
-    return pipeline.epoch_stream(examples, len(flat), seed, batches, steps=-(-len(flat) // batch_size))
+    return pipeline.epoch_stream(examples, int(keep.sum()), seed, batches, steps=-(-int(keep.sum()) // batch_size))
 
 
 class ResetStates(keras.callbacks.Callback):
@@ -512,9 +529,10 @@ def prepare(config, splits):
         counts = np.bincount(id_map(train, vocabulary), weights=type_counts, minlength=vocab_size)
         callbacks.insert(0, UnigramBias(unigram_log_probabilities_from_counts(counts)))
     return Prepared(
-        train=window_dataset(encoded_blocks(train, vocabulary, batch, steps), batch, stateful,
-                             seed=None if stateful else config.train.seed),
-        validation=window_dataset(encoded_blocks(splits["validation"], vocabulary, batch, steps), batch, stateful),
+        train=window_dataset(train.ids, batch, steps, stateful, seed=None if stateful else config.train.seed,
+                             mapping=id_map(train, vocabulary)),
+        validation=window_dataset(splits["validation"].ids, batch, steps, stateful,
+                                  mapping=id_map(splits["validation"], vocabulary)),
         sizes={"vocab_size": vocab_size, "train_tokens": len(train), "validation_tokens": len(splits["validation"])},
         assets={"vocabulary": vocabulary, "level": config.data.level},
         callbacks=callbacks,

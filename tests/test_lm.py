@@ -48,31 +48,42 @@ def test_streams_cover_every_target_once_in_order_shifted_by_one(count, batch_si
 def test_stateful_dataset_yields_windows_in_stream_order_and_stateless_covers_each_once():
     ids = np.arange(2, 200, dtype="int32")
     inputs, targets, weights = lm.stream_windows(ids, 4, 6)
-    blocks = lm.stream_blocks(ids, 4, 6)
-    batches = list(lm.window_dataset(blocks, 4, stateful=True).as_numpy_iterator())
+    batches = list(lm.window_dataset(ids, 4, 6, stateful=True).as_numpy_iterator())
     assert len(batches) == len(inputs)
     for window, (x, y, w) in enumerate(batches):
         np.testing.assert_array_equal(x, inputs[window])
         np.testing.assert_array_equal(y, targets[window])
         np.testing.assert_array_equal(w, weights[window])
-    stream = lm.window_dataset(blocks, 4, stateful=False, seed=1)
+    stream = lm.window_dataset(ids, 4, 6, stateful=False, seed=1)
     first, second = ([y[w == 1] for _, y, w in stream.epoch(epoch).as_numpy_iterator()] for epoch in (0, 1))
     assert sorted(np.concatenate(first).tolist()) == ids[1:].tolist()  # every target once per epoch
     assert sorted(np.concatenate(second).tolist()) == ids[1:].tolist()
     assert not all(np.array_equal(a, b) for a, b in zip(first, second))  # each epoch its own order
-    again = lm.window_dataset(blocks, 4, stateful=False, seed=1)
+    unshuffled = list(lm.window_dataset(ids, 4, 6, stateful=False).as_numpy_iterator())
+    flat = [array.reshape(-1, 6) for array in (inputs, targets, weights)]
+    real = flat[2].sum(axis=1) > 0
+    for index, name in enumerate(("inputs", "targets", "weights")):  # the windows in stream order, padding dropped
+        np.testing.assert_array_equal(np.concatenate([batch[index] for batch in unshuffled]), flat[index][real], name)
+    again = lm.window_dataset(ids, 4, 6, stateful=False, seed=1)
     for a, b in zip(first, (y[w == 1] for _, y, w in again.epoch(0).as_numpy_iterator())):
         np.testing.assert_array_equal(a, b)  # the same seed, the same order (exact resume)
 
 
-def test_encoded_blocks_equal_the_blocks_of_the_encoded_stream():
-    stream = lm.stream_from_text("the cat sat\nthe dog ran far\nzebra\n" * 7, "word", "corpus")
+@pytest.mark.parametrize("stateful", [True, False])
+def test_windows_encoded_on_the_fly_equal_the_windows_of_the_encoded_stream(stateful):
+    text = "the cat sat\nthe dog ran far\nzebra\n" * 7
+    stream = lm.stream_from_text(text, "word", "corpus")
     vocabulary = lm.stream_vocabulary(stream, max_size=6)  # 4 words kept: some tokens read as unknown
-    encoded = lm.encode(lm.tokenize("the cat sat\nthe dog ran far\nzebra\n" * 7, "word"), vocabulary)
+    encoded = lm.encode(lm.tokenize(text, "word"), vocabulary)
     np.testing.assert_array_equal(lm.encode_stream(stream, vocabulary), encoded)
-    for batch_size, steps in ((3, 4), (5, 2), (1, 50)):
-        np.testing.assert_array_equal(lm.encoded_blocks(stream, vocabulary, batch_size, steps),
-                                      lm.stream_blocks(encoded, batch_size, steps))
+    for batch_size, steps in ((3, 4), (5, 2), (1, 50), (40, 3)):
+        on_the_fly = lm.window_dataset(stream.ids, batch_size, steps, stateful, mapping=lm.id_map(stream, vocabulary))
+        plain = lm.window_dataset(encoded, batch_size, steps, stateful)
+        pairs = list(zip(on_the_fly.as_numpy_iterator(), plain.as_numpy_iterator(), strict=True))
+        assert pairs
+        for left, right in pairs:
+            for a, b in zip(left, right):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_tokenize_round_trip_and_unknown_words_map_to_the_corpus_unk():
