@@ -1,5 +1,10 @@
 """Seeded splits and the bucketed, right-padded tf.data pipeline."""
 
+import ast
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from zoo import text
@@ -69,3 +74,22 @@ def test_a_huge_token_stays_out_of_the_vocabulary():
     assert vocabulary == ["a", "b"]
     ids = text.make_vectorizer(vocabulary)(np.array([f"a {huge}"]))
     assert ids.numpy().tolist() == [[2, 1]]  # the huge token reads as unknown
+
+
+def test_epoch_order_depends_on_the_seed_and_epoch_only_not_on_a_global_seed():
+    # Each order is taken in a fresh process: a global seed, once set, cannot be unset.
+    script = (
+        "import sys, tensorflow as tf; from zoo.data import pipeline\n"
+        "if sys.argv[1] != 'none': tf.random.set_seed(int(sys.argv[1]))\n"
+        "stream = pipeline.epoch_stream(tf.data.Dataset.range(50), 50, 3, lambda d: d.batch(50))\n"
+        "print([stream.epoch(e).get_single_element().numpy().tolist() for e in (0, 1)])\n"
+    )
+    orders = {}
+    for global_seed in ("none", "0", "5"):
+        result = subprocess.run([sys.executable, "-c", script, global_seed], capture_output=True, text=True,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        orders[global_seed] = result.stdout.strip().splitlines()[-1]
+    assert orders["none"] == orders["0"] == orders["5"]
+    first, second = ast.literal_eval(orders["none"])
+    assert sorted(first) == list(range(50)) and first != list(range(50)) and first != second

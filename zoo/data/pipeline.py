@@ -104,6 +104,7 @@ def with_known_length(dataset):
 
 
 EPOCH_LIMIT = 1 << 30  # epochs in a training stream: far more than any run trains
+DEFAULT_GRAPH_SEED = 87654321  # tensorflow/python/framework/random_seed.py: the graph seed when none is set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +138,11 @@ def epoch_stream(examples, count, seed, batches, buffer=None, steps=None):
             return batches(examples)
         # A distinct op seed per epoch; int64 arithmetic, so any 32-bit run seed is safe.
         epoch_seed = tf.cast(epoch, tf.int64) + tf.constant(int(seed) * 1_000_003, tf.int64)
+        # The graph-level seed of this function is pinned (to TF's default, the value it has when no
+        # global seed is set), so the order depends on (seed, epoch) only, not on whether the process
+        # called tf.random.set_seed first; a global seed of 0 would otherwise make tf.random.get_seed
+        # compare the op-seed tensor with 0 in Python and fail.
+        tf.compat.v1.set_random_seed(DEFAULT_GRAPH_SEED)
         return batches(examples.shuffle(buffer or count, seed=epoch_seed, reshuffle_each_iteration=False))
 
     if steps is None:
