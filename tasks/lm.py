@@ -40,6 +40,7 @@ from zoo import text as text_lib
 from zoo.data import files, pipeline, sources
 from zoo.errors import UserError
 from zoo.recurrent import RecurrentConfig, make_layer
+from zoo.resume import Resumable
 from zoo.training import Prepared, TrainConfig
 
 PAD_ID = 0
@@ -446,9 +447,24 @@ def window_dataset(ids, batch_size, bptt_steps, stateful, seed=None, mapping=Non
 
 
 class ResetStates(keras.callbacks.Callback):
-    """Zero every stateful RNN's state at each epoch start and before each validation pass."""
+    """Zero every stateful RNN's state at each epoch start and before and after each validation pass.
+
+    A run resumed mid-epoch (zoo.training.fit calls `on_resume` with the batches already done)
+    keeps the carried state it restored from the checkpoint for the rest of that epoch, as the
+    uninterrupted run did.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._keep_next_epoch_state = False
+
+    def on_resume(self, epoch, offset):
+        self._keep_next_epoch_state = offset > 0
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._keep_next_epoch_state:
+            self._keep_next_epoch_state = False
+            return
         reset_states(self.model)
 
     def on_test_begin(self, logs=None):
@@ -456,6 +472,34 @@ class ResetStates(keras.callbacks.Callback):
 
     def on_test_end(self, logs=None):
         reset_states(self.model)
+
+
+class PlateauSchedule(keras.callbacks.ReduceLROnPlateau, Resumable):
+    """ReduceLROnPlateau whose counters (best, wait, cooldown) live across `fit` calls and resumes.
+
+    Keras resets them at every `fit` call, and a resumed run calls `fit` again; the learning rate
+    itself is an optimizer variable and travels in the checkpoint already.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._counters = None
+
+    def get_state(self):
+        best = None if self.best is None else float(self.best)
+        return {"best": best, "wait": int(self.wait), "cooldown_counter": int(self.cooldown_counter)}
+
+    def set_state(self, state):
+        self._counters = dict(state)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._counters is not None:
+            self.best, self.wait, self.cooldown_counter = (
+                self._counters["best"], self._counters["wait"], self._counters["cooldown_counter"])
+
+    def on_train_end(self, logs=None):
+        self._counters = self.get_state()  # the next fit call of this process goes on from here
 
 
 def reset_states(model):
@@ -505,8 +549,8 @@ def unigram_log_probabilities_from_counts(counts, smoothing=0.1):
 def learning_rate_callbacks(train_config):
     """Keras callbacks implementing `train.lr_schedule`."""
     if train_config.lr_schedule == "plateau":
-        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=train_config.lr_decay, patience=0,
-                                                  min_lr=train_config.learning_rate * 1e-3, verbose=1)]
+        return [PlateauSchedule(monitor="val_loss", factor=train_config.lr_decay, patience=0,
+                                min_lr=train_config.learning_rate * 1e-3, verbose=1)]
     if train_config.lr_schedule == "step":
         def rate(epoch, current):
             return train_config.learning_rate * train_config.lr_decay ** max(0, epoch + 1 - train_config.decay_after_epochs)

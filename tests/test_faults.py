@@ -20,12 +20,22 @@ TINY = [
 SHA = re.compile(r"trained weights sha256 \(worker 0\): ([0-9a-f]{64})")
 
 
-def _train(out, shared_data, fault=None, extra=()):
+# A stateful LM (the state carries across windows) with the plateau schedule at a learning rate that makes
+# it act: validation loss rises after epoch 1, so the rate is halved after epochs 2 and 3. 50 steps per epoch.
+LM_TINY = [
+    "--task", "lm", "--epochs", "4", "--set", "data.max_train_tokens=2000", "--set", "data.max_eval_tokens=400",
+    "--set", "model.units=8", "--set", "model.embedding_dim=8", "--set", "model.num_layers=1",
+    "--set", "train.batch_size=4", "--set", "data.bptt_steps=10", "--set", "train.learning_rate=0.3",
+    "--set", "train.patience=9", "--set", "train.backup_every_steps=4",
+]
+
+
+def _train(out, shared_data, fault=None, extra=(), flags=TINY):
     env = {**os.environ, "RNN_ZOO_DATA": shared_data, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop(faults.VARIABLE, None)
     if fault:
         env[faults.VARIABLE] = fault
-    return subprocess.run([sys.executable, "train.py", *TINY, *extra, "--out", str(out)], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "train.py", *flags, *extra, "--out", str(out)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -57,6 +67,19 @@ def test_kills_anywhere_end_with_the_weights_of_an_uninterrupted_run(uninterrupt
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == \
         json.loads((reference / "metrics.json").read_text())["accuracy"]
     assert not (out / "backup").exists()
+
+
+@pytest.mark.slow
+def test_a_stateful_language_model_with_a_plateau_schedule_resumes_exactly(shared_data, tmp_path):
+    """Killed mid-epoch (carried recurrent state) and after the plateau schedule has counted epochs."""
+    reference = _train(tmp_path / "reference", shared_data, flags=LM_TINY)
+    expected = _sha(reference)
+    assert reference.stdout.count("ReduceLROnPlateau reducing") == 2  # the schedule's counters matter here
+    out = tmp_path / "run"
+    for fault in ("step:7", "step:103"):
+        killed = _train(out, shared_data, fault, flags=LM_TINY)
+        assert killed.returncode == -9, (fault, killed.stderr[-2000:])
+    assert _sha(_train(out, shared_data, flags=LM_TINY)) == expected
 
 
 @pytest.mark.slow
