@@ -60,10 +60,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from zoo import benchmark
+    from benchmarks import cells as cell_suite
+    from benchmarks.report import machine_description, markdown_table
+    from tasks import TASKS
     from zoo.errors import UserError
     from zoo.recurrent import CELLS
-    from zoo.registry import TASKS
 
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
@@ -75,18 +76,18 @@ def main(argv=None):
         raise UserError(f"{flag} belongs to the speed suite: add `--suite speed` (e.g. --suite speed --peer torch)")
     speed_parts = None
     if "speed" in suites:
-        from zoo import speed
+        from benchmarks import speed
 
         speed_parts = _names(args.speed_parts, speed.PARTS, "--speed-parts") if args.speed_parts else speed.PARTS
         if "peer" in speed_parts and args.speed_parts and not args.peer:
             raise UserError("--speed-parts peer: name the peer framework with --peer torch")
         if args.peer:
-            from zoo import peer
+            from benchmarks import peer
 
             peer.import_torch()  # a missing torch is reported now, not after the other suites ran
     cells = _names(args.cells, list(CELLS), "--cells")
     os.makedirs(args.out, exist_ok=True)
-    print(f"machine: {benchmark.machine_description()}", flush=True)
+    print(f"machine: {machine_description()}", flush=True)
 
     def progress(message):
         print(message, flush=True)
@@ -98,32 +99,32 @@ def main(argv=None):
         if len(args.variants) > 1:
             raise UserError("--variants: give it once, with one key (e.g. --variants model.stateful=true,false)")
         if args.variants:
-            variants = benchmark.parse_variants(args.variants[0])
-            benchmark.check_variants(variants, tasks, cells, args.budget, args.overrides)
+            variants = cell_suite.parse_variants(args.variants[0])
+            cell_suite.check_variants(variants, tasks, cells, args.budget, args.overrides)
         for task in tasks:  # a bad --set fails now, in one line, not in every run
-            benchmark.resolve(task, cells[0], 1, args.budget, args.overrides)
-        results = benchmark.run_benchmark(tasks, cells, args.seeds, args.budget, args.out,
-                                          extra_overrides=args.overrides, data_path=args.data, progress=progress,
-                                          variants=variants)
-        print(benchmark.markdown_table(results))
+            cell_suite.resolve(task, cells[0], 1, args.budget, args.overrides)
+        results = cell_suite.run_benchmark(tasks, cells, args.seeds, args.budget, args.out,
+                                           extra_overrides=args.overrides, data_path=args.data, progress=progress,
+                                           variants=variants)
+        print(markdown_table(results))
         failed = sum(r["status"] != "ok" for r in results["runs"])
         print(f"{len(results['runs']) - failed} runs ok, {failed} failed; results in {args.out}/results.json")
         failures.append(f"{failed} of {len(results['runs'])} cells-suite runs failed (see {args.out}/results.json)"
                         if failed else None)
     if "synthetic" in suites:
-        from zoo import synthetic
+        from benchmarks import synthetic
 
         lengths = [int(v) for v in _names(args.lengths, None, "--lengths")] if args.lengths else None
         synthetic_tasks = _names(args.synthetic_tasks, ("adding", "copy"), "--synthetic-tasks")
         summary = synthetic.run(cells, args.budget, os.path.join(args.out, "synthetic"), lengths=lengths,
-                                      steps=args.synthetic_steps, tasks=synthetic_tasks, progress=progress)
+                                steps=args.synthetic_steps, tasks=synthetic_tasks, progress=progress)
         print(summary)
     if "speed" in suites:
-        from zoo import speed
+        from benchmarks import speed
 
-        report = speed.run(cells, args.budget, os.path.join(args.out, "speed"), data_path=args.data,
-                           examples=args.speed_examples, progress=progress, parts=speed_parts, peer=args.peer)
-        print(report)
+        speed_report = speed.run(cells, args.budget, os.path.join(args.out, "speed"), data_path=args.data,
+                                 examples=args.speed_examples, progress=progress, parts=speed_parts, peer=args.peer)
+        print(speed_report)
     failures = [failure for failure in failures if failure]
     if failures:
         from zoo.errors import TrainingError

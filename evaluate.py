@@ -46,11 +46,11 @@ def main(argv=None):
                         "file with --test-file FILE")
     if args.test_file and args.split:
         raise UserError("--split names a split of the run's own data; --test-file scores a file whole: give one")
-    from zoo import run as run_lib
+    from tasks import load_run
     from zoo.data import sources
     from zoo.io import atomic_write_json
 
-    run = run_lib.load(args.run_dir)
+    run = load_run(args.run_dir)
     config = sources.with_reading_overrides(run.config, tuple(args.overrides))
     if args.test_file:
         if not os.path.isfile(args.test_file):

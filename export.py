@@ -29,9 +29,9 @@ def main(argv=None):
 
     rundir.check_export_dir(args.out, args.overwrite)
     from zoo import export
-    from zoo import run as run_lib
+    from tasks import load_run
 
-    run = run_lib.load(args.run_dir)
+    run = load_run(args.run_dir)
     export.write_saved_model(run, args.out, overwrite=args.overwrite)
     print(f"wrote a SavedModel with signature {export.ENDPOINT!r} (also serving_default) to {args.out}")
 

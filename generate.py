@@ -24,10 +24,10 @@ def parse_args():
 
 def main():
     args = parse_args()
-    from zoo import run as run_lib
+    from tasks import load_run
     from zoo.errors import UserError
 
-    run = run_lib.load(args.run_dir)
+    run = load_run(args.run_dir)
     if not hasattr(run.task, "generate"):
         raise UserError(f"{args.run_dir}: task {run.task_name!r} does not generate text (train with --task lm)")
     result = run.task.generate(run, args.prompt, length=args.length, temperature=args.temperature,

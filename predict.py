@@ -55,13 +55,13 @@ def _batches(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from zoo import run as run_lib
+    from tasks import load_run
     from zoo.errors import UserError
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
 
-    run = run_lib.load(args.run_dir)
+    run = load_run(args.run_dir)
     formatter = getattr(run.task, "format_predictions", None)
     if args.format != "json" and formatter is None:
         raise UserError(f"--format {args.format}: the {run.task_name} task writes json only")

@@ -33,7 +33,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from zoo.registry import get_task
+    from tasks import get_task
 
     task = get_task(args.task)  # an unknown name fails before TensorFlow is imported
     from zoo import run
@@ -50,7 +50,7 @@ def main(argv=None):
         "runs", f"{args.task}-{config.model.cell}" + ("-bi" if config.model.bidirectional else "")
     )
     request = sources.DataRequest(args.train_file, args.validation_file, args.test_file, args.data)
-    metrics = run.train(args.task, config, out, request=request, overwrite=args.overwrite, strategy=args.strategy)
+    metrics = run.train(task, args.task, config, out, request=request, overwrite=args.overwrite, strategy=args.strategy)
     if "worker" in metrics:  # a non-chief multi-worker process: the chief evaluates and writes the run
         print(f"worker {metrics['worker']} finished in {metrics['train_seconds']:.1f}s; the chief wrote {out}")
         return

@@ -77,6 +77,7 @@ from zoo import text as text_lib
 from zoo.data import files, pipeline, sources
 from zoo.errors import UserError
 from zoo.io import atomic_write_text
+from zoo.metrics import Quality
 from zoo.training import Prepared, TrainConfig
 
 PAD_ID, OOV_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -170,6 +171,10 @@ PRESETS = {
     "quick": {"data.image_size": 64, "data.max_train_images": 200, "data.max_eval_images": 50,
               "model.units": 64, "model.embedding_dim": 32, "model.cnn_filters": "16,32,64", "train.epochs": 2},
 }
+
+# Beam-search corpus BLEU-4 (0-100) on the test images.
+QUALITY = Quality("bleu_4", True, "val_loss")  # the headline metric (tasks.Task)
+BENCHMARK_OVERRIDES = {}
 
 
 

@@ -39,6 +39,7 @@ from zoo import decoding
 from zoo import text as text_lib
 from zoo.data import files, pipeline, sources
 from zoo.errors import UserError
+from zoo.metrics import Quality
 from zoo.recurrent import RecurrentConfig, make_layer
 from zoo.resume import Resumable
 from zoo.training import Prepared, TrainConfig
@@ -150,6 +151,10 @@ PRESETS = {
                       "train.clipnorm": 5.0, "train.lr_schedule": "step", "train.lr_decay": 0.5,
                       "train.decay_after_epochs": 4, "train.epochs": 13, "train.patience": 13},
 }
+
+QUALITY = Quality("perplexity", False, "val_loss", validation_exp=True)  # the headline metric (tasks.Task)
+# Batch-1 latency needs a stateless model: a stateful one is built for one fixed batch size.
+BENCHMARK_OVERRIDES = {"model.stateful": False}
 
 
 # ----------------------------------------------------------------------------- data

@@ -22,6 +22,7 @@ import dataclasses
 from zoo import tagging
 from zoo.data import columns, schemes, sources
 from zoo.errors import UserError
+from zoo.metrics import Quality
 from zoo.training import TrainConfig
 
 CATALOG = sources.Catalog(
@@ -60,6 +61,9 @@ PRESETS = {
     "quick": {"data.max_train_examples": 2000, "data.max_eval_examples": 500, "model.units": 64, "train.epochs": 3},
     "softmax": {"model.output": "softmax"},
 }
+
+QUALITY = Quality("f1", True, "val_loss")  # the headline metric (tasks.Task)
+BENCHMARK_OVERRIDES = {}
 
 
 def catalog(config):

@@ -17,6 +17,7 @@ import dataclasses
 
 from zoo import tagging
 from zoo.data import sources
+from zoo.metrics import Quality
 from zoo.training import TrainConfig
 
 CATALOG = sources.Catalog(
@@ -45,6 +46,9 @@ PRESETS = {
     "quick": {"data.max_train_examples": 2000, "data.max_eval_examples": 500, "model.units": 64, "train.epochs": 3},
     "crf": {"model.output": "crf"},
 }
+
+QUALITY = Quality("accuracy", True, "val_accuracy")  # the headline metric (tasks.Task)
+BENCHMARK_OVERRIDES = {}
 
 
 def catalog(config):

@@ -18,6 +18,7 @@ from zoo import classification
 from zoo.data import sources, tables
 from zoo.data.tables import TableOptions
 from zoo.errors import UserError
+from zoo.metrics import Quality
 from zoo.training import TrainConfig
 
 LABELS = ("0", "1")
@@ -78,6 +79,9 @@ PRESETS = {
     "quick": {"data.max_train_examples": 2000, "data.max_eval_examples": 1000, "data.max_length": 200,
               "model.units": 32, "train.epochs": 2},
 }
+
+QUALITY = Quality("accuracy", True, "val_accuracy")  # the headline metric (tasks.Task)
+BENCHMARK_OVERRIDES = {}
 
 
 def catalog(config):

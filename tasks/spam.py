@@ -40,6 +40,7 @@ from zoo import metrics as metrics_lib
 from zoo.data import files, sources, tables
 from zoo.data.tables import TableOptions
 from zoo.errors import UserError
+from zoo.metrics import Quality
 from zoo.training import TrainConfig
 
 SMS_FILE = "SMSSpamCollection"
@@ -113,6 +114,9 @@ PRESETS = {
     "quick": {"data.max_train_examples": 1000, "model.units": 16, "train.epochs": 2},
     "char": {"data.level": "char", "data.min_count": 2},
 }
+
+QUALITY = Quality("f1", True, "val_accuracy")  # the headline metric (tasks.Task)
+BENCHMARK_OVERRIDES = {}
 
 
 # --- reading -------------------------------------------------------------------------------------

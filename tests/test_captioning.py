@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tasks import captioning
+from tasks import get_task, load_run
 from zoo import config as config_lib
 from zoo import export
 from zoo import images, training
@@ -281,7 +282,7 @@ def test_a_corrupt_jpeg_stops_training_before_anything_is_written(tmp_path):
     _truncate(folder / "3.jpg")
     out = tmp_path / "run"
     with pytest.raises(UserError) as raised:
-        run_lib.train("captioning", _config(**{"data.image_dir": str(folder)}), str(out),
+        run_lib.train(get_task("captioning"), "captioning", _config(**{"data.image_dir": str(folder)}), str(out),
                       sources.DataRequest(train_file=train_file))
     message = str(raised.value)
     assert "\n" not in message and message.startswith(str(folder / "3.jpg") + ": a truncated or damaged JPEG")
@@ -294,10 +295,10 @@ def test_a_run_end_to_end_scores_a_whole_test_file_and_predicts_around_bad_image
     config = _config(**{"train.epochs": 1, "data.max_eval_images": 2, "model.beam_width": 2,
                         "data.image_dir": str(folder)})
     out = tmp_path / "run"
-    metrics = run_lib.train("captioning", config, str(out), sources.DataRequest(train_file=train_file,
+    metrics = run_lib.train(get_task("captioning"), "captioning", config, str(out), sources.DataRequest(train_file=train_file,
                                                                                 test_file=test_file))
     assert metrics["images"] == 2  # the run's own test split takes data.max_eval_images
-    run = run_lib.load(str(out))
+    run = load_run(str(out))
     assets = json.loads((out / "assets.json").read_text())
     assert assets["retrieval"]["features"]["shape"][0] == 9  # 10 training images less 1 carved for validation
 

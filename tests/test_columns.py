@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tasks import ner
+from tasks import get_task, ner
 from zoo.data import columns, schemes
 from zoo.data.columns import ColumnOptions
 from zoo.errors import UserError
@@ -171,7 +171,6 @@ def _aligned_examples(self, split, **kwargs):
 ])
 def test_tfds_path_with_mock_data(mock_tfds, task_name, tag_set):
     from zoo.data import sources
-    from zoo.registry import get_task
 
     task = get_task(task_name)
     with mock_tfds(as_dataset_fn=_aligned_examples):

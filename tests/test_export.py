@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from tasks import get_task, load_run
 from zoo import run as run_lib
 
 TEXTS = ["a great movie , I loved every minute of it", "Terrible plot . Boring and far too long", "ok"]
@@ -45,7 +46,6 @@ def exported(tmp_path_factory, shared_data):
     from tests.conftest import run_cli
     from zoo import export
     from zoo.cli import resolve_config
-    from zoo.registry import get_task
 
     root = tmp_path_factory.mktemp("export")
     paths = {task: (str(root / task), str(root / f"{task}-saved_model")) for task in RUNS}
@@ -62,8 +62,8 @@ def exported(tmp_path_factory, shared_data):
     config = resolve_config(get_task("pos"), "quick", overrides)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RNN_ZOO_DATA", shared_data)
-        run_lib.train("pos", config, run_dir)
-    export.write_saved_model(run_lib.load(run_dir), saved)
+        run_lib.train(get_task("pos"), "pos", config, run_dir)
+    export.write_saved_model(load_run(run_dir), saved)
 
     served = run_cli("-c", LOAD_AND_SERVE, json.dumps({
         "sentiment": [paths["sentiment"][1], TEXTS], "pos": [paths["pos"][1], SENTENCES],
@@ -77,7 +77,7 @@ def exported(tmp_path_factory, shared_data):
 def test_sentiment_saved_model_serves_labels_and_scores_like_the_keras_model(exported):
     run_dir, _, served = exported["sentiment"]
     assert {"serve", "serving_default"} <= set(served["signatures"])
-    run = run_lib.load(run_dir)
+    run = load_run(run_dir)
     expected = run.task.predict(run, TEXTS)
     assert served["label"] == [row["label"] for row in expected]
     np.testing.assert_allclose(served["score"], [row["probability"] for row in expected], atol=1e-5)
@@ -91,7 +91,7 @@ def test_sentiment_saved_model_serves_labels_and_scores_like_the_keras_model(exp
 @pytest.mark.slow
 def test_pos_saved_model_serves_tags_and_scores_like_the_keras_model(exported):
     run_dir, _, served = exported["pos"]
-    run = run_lib.load(run_dir)
+    run = load_run(run_dir)
     expected = run.task.predict(run, SENTENCES)
     for row, tokens, tags, length, scores in zip(
         expected, served["tokens"], served["tags"], served["length"], served["scores"]

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tasks import lm
+from tasks import load_run
 from zoo import config as config_lib
 from zoo.errors import UserError
 
@@ -367,9 +368,8 @@ def ptb_run(tmp_path_factory, shared_data):
 
 
 def test_short_ptb_run_beats_the_unigram_baseline_on_validation(ptb_run, data_env):
-    from zoo import run as run_lib
 
-    run = run_lib.load(ptb_run)
+    run = load_run(ptb_run)
     splits, _ = _splits(run.config)
     metrics = lm.evaluate(run, splits["validation"], split="validation")
     validation_tokens = splits["validation"].tokens()
@@ -387,9 +387,8 @@ def test_short_ptb_run_beats_the_unigram_baseline_on_validation(ptb_run, data_en
 
 
 def test_saved_model_reloads_and_predicts_identically(ptb_run, tmp_path):
-    from zoo import run as run_lib
 
-    run = run_lib.load(ptb_run)
+    run = load_run(ptb_run)
     texts = tf.constant(["the market fell\n the company said", "stocks"])
     before = np.asarray(run.model(texts))
     path = str(tmp_path / "again.keras")
@@ -406,7 +405,6 @@ def test_saved_model_reloads_and_predicts_identically(ptb_run, tmp_path):
 
 
 def test_generate_cli_round_trip_is_reproducible(ptb_run, cli):
-    from zoo import run as run_lib
 
     command = cli("generate.py", ptb_run, "--prompt", "the market", "--length", "12", "--seed", "5",
                   "--top-k", "10", "--json")
@@ -414,7 +412,7 @@ def test_generate_cli_round_trip_is_reproducible(ptb_run, cli):
     result = json.loads(command.stdout)
     assert result["text"].startswith("the market ") and len(result["token_ids"]) == 12
     assert min(result["token_ids"]) >= 2  # never padding or the reserved out-of-vocabulary id
-    run = run_lib.load(ptb_run)
+    run = load_run(ptb_run)
     assert lm.generate(run, "the market", length=12, seed=5, top_k=10) == result  # same seed, same text
     other = lm.generate(run, "the market", length=12, seed=6, top_k=10)
     assert other["token_ids"] != result["token_ids"]
@@ -424,9 +422,8 @@ def test_generate_cli_round_trip_is_reproducible(ptb_run, cli):
 
 def test_generation_warms_the_state_on_the_prompt(ptb_run):
     """Greedy continuation from a batch-1 stateful copy equals re-running the full text each step."""
-    from zoo import run as run_lib
 
-    run = run_lib.load(ptb_run)
+    run = load_run(ptb_run)
     generated = lm.generate(run, "the company said", length=6, temperature=0)
     vocabulary = run.assets["vocabulary"]
     warm_up = run.assets["warm_up"]

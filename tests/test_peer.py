@@ -1,4 +1,4 @@
-"""zoo/peer.py: the PyTorch peer of the speed suite (torch is optional: most tests skip without it)."""
+"""benchmarks/peer.py: the PyTorch peer of the speed suite (torch is optional: most tests skip without it)."""
 
 import dataclasses
 import json
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from zoo import peer
+from benchmarks import peer
 from zoo.errors import UserError
 
 
@@ -43,7 +43,7 @@ def test_forward_shape_and_padding_is_skipped(torch, cell):
 @pytest.mark.parametrize("cell, extra_per_unit", [("simple_rnn", 1), ("lstm", 4), ("gru", 0)])
 @pytest.mark.parametrize("bidirectional, num_layers", [(True, 1), (False, 2)])
 def test_parameter_counts_differ_only_by_the_second_bias(torch, cell, extra_per_unit, bidirectional, num_layers):
-    from zoo import speed
+    from benchmarks import speed
 
     config = _config(cell, bidirectional, num_layers)
     keras_model = speed.plain_keras_model(config, {"vocab_size": 40})
@@ -55,7 +55,7 @@ def test_parameter_counts_differ_only_by_the_second_bias(torch, cell, extra_per_
 
 
 def test_training_steps_lower_the_loss_on_real_imdb(torch, data_env):
-    from zoo import speed
+    from benchmarks import speed
 
     task, config, prepared = speed.sentiment_setup("gru", 32, 40)
     ids, targets = next(iter(prepared.train))
@@ -85,7 +85,7 @@ def test_training_steps_lower_the_loss_on_real_imdb(torch, data_env):
 
 @pytest.mark.slow  # ~35 s at load ~6: two Keras models traced, 3 models x 5 passes
 def test_peer_report_has_every_field_for_every_cell(torch, data_env, tmp_path, monkeypatch):
-    from zoo import speed
+    from benchmarks import speed
 
     # compare() gives PyTorch os.cpu_count() threads; one keeps this test short on a loaded machine.
     monkeypatch.setattr(peer.os, "cpu_count", lambda: 1)
@@ -117,7 +117,7 @@ def test_peer_report_has_every_field_for_every_cell(torch, data_env, tmp_path, m
 
 def test_missing_torch_is_a_user_error_naming_the_install_command(monkeypatch):
     import benchmark
-    from zoo import speed  # noqa: F401 -- Keras/SciPy first: SciPy reads sys.modules["torch"] when imported
+    from benchmarks import speed  # noqa: F401 -- Keras/SciPy first: SciPy reads sys.modules["torch"] when imported
 
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
     with pytest.raises(UserError, match="pip install -r requirements-peer.txt"):

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from tasks import get_task
 from tests.conftest import run_cli
 
 WORDS = "the a movie film great bad boring loved hated plot acting story actor scene director music funny".split()
@@ -29,7 +30,6 @@ finally:
 def tiny_run(tmp_path_factory, shared_data):
     from zoo import run as run_lib
     from zoo.cli import resolve_config
-    from zoo.registry import get_task
 
     out = str(tmp_path_factory.mktemp("stream") / "sentiment")
     config = resolve_config(get_task("sentiment"), None, [
@@ -38,7 +38,7 @@ def tiny_run(tmp_path_factory, shared_data):
     ])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RNN_ZOO_DATA", shared_data)
-        run_lib.train("sentiment", config, out)
+        run_lib.train(get_task("sentiment"), "sentiment", config, out)
     return out
 
 

@@ -1,13 +1,15 @@
 """Repository hygiene: CI runs the README's test command, and every --task name resolves."""
 
+import inspect
 import os
 import re
 
 import pytest
 
+import tasks
 from tests.conftest import REPO
-from zoo import registry
 from zoo.errors import UserError
+from zoo.metrics import Quality
 
 
 def test_ci_runs_exactly_the_readme_test_command():
@@ -17,17 +19,51 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert command in ci.splitlines()
 
 
-@pytest.mark.parametrize("name", sorted(registry.TASKS))
-def test_every_registered_task_has_the_interface(name):
-    task = registry.get_task(name)
-    for attribute in ("Config", "PRESETS", "catalog", "read_file", "complete_splits", "prepare", "build_model",
-                      "compile_model", "finish", "evaluate", "predict"):
-        assert hasattr(task, attribute), f"{name} lacks {attribute}"
+def _parameters(function):
+    return [parameter for name, parameter in inspect.signature(function).parameters.items() if name != "self"]
+
+
+@pytest.mark.parametrize("name", sorted(tasks.TASKS))
+def test_every_registered_task_implements_the_protocol(name):
+    """Every member of tasks.Task, and any optional hook of tasks.TaskHooks, with the documented parameters."""
+    task = tasks.get_task(name)
+    assert isinstance(task, tasks.Task), [m for m in tasks.Task.__protocol_attrs__ if not hasattr(task, m)]
+    for protocol, required in ((tasks.Task, True), (tasks.TaskHooks, False)):
+        for member, documented in vars(protocol).items():
+            if not callable(documented) or member.startswith("_"):
+                continue
+            if not hasattr(task, member):
+                assert not required, f"{name} lacks {member}"
+                continue
+            # Callable as documented: the documented parameters by position (names may say more, e.g.
+            # `texts`), the documented defaults kept, and any extra parameter optional.
+            expected, actual = _parameters(documented), _parameters(getattr(task, member))
+            assert len(actual) >= len(expected), (name, member)
+            for documented_parameter, parameter in zip(expected, actual):
+                if documented_parameter.default is not inspect.Parameter.empty:
+                    assert parameter.default == documented_parameter.default, (name, member, parameter.name)
+            assert all(parameter.default is not inspect.Parameter.empty for parameter in actual[len(expected):]), \
+                (name, member)
     task.Config()  # defaults work
+    assert isinstance(task.QUALITY, Quality) and isinstance(task.BENCHMARK_OVERRIDES, dict)
+    if task.catalog(task.Config()).tfds is not None:
+        assert hasattr(task, "read_tfds"), f"{name} names a tfds dataset but has no read_tfds"
+
+
+def test_the_library_knows_no_task():
+    """zoo/ imports nothing from tasks/ or the benchmark, and names no task."""
+    offenders = []
+    for folder, _, names in os.walk(os.path.join(REPO, "zoo")):
+        for file_name in names:
+            if file_name.endswith(".py"):
+                text = open(os.path.join(folder, file_name), encoding="utf-8").read()
+                if re.search(r"^\s*(from|import) (tasks|benchmarks|benchmark)\b", text, re.M):
+                    offenders.append(os.path.relpath(os.path.join(folder, file_name), REPO))
+    assert not offenders
 
 
 def test_unknown_task_error_lists_every_task():
     with pytest.raises(UserError) as error:
-        registry.get_task("nope")
-    for name in registry.TASKS:
+        tasks.get_task("nope")
+    for name in tasks.TASKS:
         assert name in str(error.value)

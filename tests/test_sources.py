@@ -15,7 +15,7 @@ import train
 from zoo.cli import run_main
 from zoo.data import sources
 from zoo.errors import UserError
-from zoo.registry import get_task
+from tasks import get_task
 
 CATALOG = sources.Catalog(folder="corpus", describe="test files", extensions=(".conllu", ".txt", ".tsv"),
                           tfds=sources.Tfds("imdb_reviews", {"train": "train", "test": "test"}))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tasks import spam
+from tasks import get_task, load_run
 from tests.conftest import load_splits
 from zoo import run as run_lib
 from zoo.cli import resolve_config
@@ -193,13 +194,13 @@ def test_short_training_on_the_real_file_learns_and_reuses_its_threshold(data_en
         spam, overrides=["model.cell=gru", "model.units=32", "train.epochs=2", "train.patience=1"]
     )
     run_dir = str(tmp_path / "run")
-    metrics = run_lib.train("spam", config, run_dir)
+    metrics = run_lib.train(get_task("spam"), "spam", config, run_dir)
     # The majority-class baseline (always ham) has spam F1 0 and accuracy 0.866.
     assert metrics["f1"] > 0.8
     assert metrics["accuracy"] > 0.95
     assert metrics["pr_auc"] > 0.9
 
-    run = run_lib.load(run_dir)
+    run = load_run(run_dir)
     assert run.assets["labels"] == ["ham", "spam"]
     assert run.assets["class_weight"]["spam"] > 3 * run.assets["class_weight"]["ham"]
     threshold = run.assets["threshold"]
@@ -256,8 +257,8 @@ def test_user_csv_with_three_classes_trains_a_softmax_classifier(tmp_path):
                    "model.bidirectional=false", "train.epochs=4", "train.learning_rate=0.01"],
     )
     run_dir = str(tmp_path / "run")
-    metrics = run_lib.train("spam", config, run_dir, request=sources.DataRequest(data=path))
-    run = run_lib.load(run_dir)
+    metrics = run_lib.train(get_task("spam"), "spam", config, run_dir, request=sources.DataRequest(data=path))
+    run = load_run(run_dir)
     assert run.sizes["num_classes"] == 3
     assert run.assets["labels"] == ["food", "sport", "travel"]
     assert "threshold" not in run.assets

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from zoo import synthetic
+from benchmarks import synthetic
 
 
 def test_adding_targets_are_the_sum_of_the_two_marked_values():

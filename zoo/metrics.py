@@ -1,6 +1,23 @@
 """Metrics of the field, computed from predictions: classification scores, BLEU for generated text, reports and plots."""
 
+import dataclasses
+
 import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Quality:
+    """How a task's quality is read (a task module's QUALITY): `test_key` of evaluate()'s metrics, and the
+    validation curve.
+
+    `validation_key` is a history.csv column; with `validation_exp` the column is exponentiated
+    (val_loss -> perplexity).
+    """
+
+    test_key: str
+    higher_is_better: bool = True
+    validation_key: str = "val_loss"
+    validation_exp: bool = False
 
 
 def classification_metrics(labels, probabilities, label_names, threshold=0.5, positive_index=1):

@@ -15,7 +15,7 @@ A run directory holds:
 import dataclasses
 import os
 import shutil
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import keras
 
@@ -24,7 +24,6 @@ from zoo import faults, rundir
 from zoo.data import sources
 from zoo.errors import UserError
 from zoo.io import atomic_path, atomic_write_json, read_json
-from zoo.registry import get_task
 
 
 @dataclasses.dataclass
@@ -66,8 +65,9 @@ def _read_run_file(run_dir, name, required=True):
         raise UserError(f"{path}: damaged, not valid JSON ({error}); rerun the train command with --overwrite") from None
 
 
-def load(run_dir):
-    """Load a run directory written by `train`; needs nothing else. A damaged one is a one-line error."""
+def load(run_dir: str, get_task: Callable[[str], Any]) -> Run:
+    """Load a run directory written by `train`; `get_task` maps its task name to the task module
+    (tasks.get_task; tasks.load_run does both). A damaged directory is a one-line error."""
     if not os.path.isdir(run_dir):
         raise UserError(f"{run_dir}: no such run directory")
     if not os.path.isfile(os.path.join(run_dir, "config.json")):
@@ -142,8 +142,10 @@ def _check_run_dir(run_dir, task_name, config, overwrite, source):
     return False
 
 
-def train(task_name, config, run_dir, request=sources.DataRequest(), overwrite=False, strategy="default"):
-    """Load data, train, export and evaluate one task; returns the test metrics.
+def train(task: Any, task_name: str, config: Any, run_dir: str, request: sources.DataRequest = sources.DataRequest(),
+          overwrite: bool = False, strategy: str = "default") -> dict:
+    """Load data, train, export and evaluate one task (`task`: the module, `task_name`: its --task name,
+    recorded in config.json); returns the test metrics.
 
     All input checks (config, --out, files, labels) happen before the run directory is created, and
     an error found later in a new run removes what it wrote, so bad input leaves nothing behind.
@@ -159,7 +161,6 @@ def train(task_name, config, run_dir, request=sources.DataRequest(), overwrite=F
     if overwrite:
         rundir.check_can_overwrite(run_dir)
     placement = distribute.make_placement(strategy)  # before any other TF op: collectives configure at start-up
-    task = get_task(task_name)
     distribute.check_task(task, config, placement)
     distribute.check_mixed_precision(config.train.mixed_precision)
     splits, source = sources.load(task, config, request)
@@ -236,7 +237,7 @@ def _train_into(task, task_name, config, prepared, splits, source, run_dir, plac
     if not placement.is_chief:
         return {"worker": placement.worker_index, "train_seconds": summary["train_seconds"]}
 
-    run = load(run_dir)
+    run = load(run_dir, lambda name: task)
     metrics = task.evaluate(run, splits["test"], split="test")
     atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # written whole: nothing to resume

@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 
-from zoo.benchmark import count_tokens
+from benchmarks.report import cell_table
+from benchmarks.timing import count_tokens, interleaved, trainable_parameter_count, zoo_model
 from zoo.errors import UserError
 
 INSTALL_COMMAND = "python -m pip install -r requirements-peer.txt"
@@ -34,7 +35,7 @@ def extra_torch_parameters(model_config):
 
 
 def build_torch_model(model_config, vocab_size, seed):
-    """The sentiment classifier of `zoo.speed.plain_keras_model` as a torch.nn.Module.
+    """The sentiment classifier of `benchmarks.speed.plain_keras_model` as a torch.nn.Module.
 
     Input: int64 ids (batch, time), 0-padded on the right, and int64 lengths (batch,) on the CPU.
     Output: (batch, 1) float32 P(positive).
@@ -189,14 +190,13 @@ def compare(task, config, prepared, rounds, peer="torch"):
     if peer not in PEERS:
         raise UserError(f"--peer {peer}: unknown; valid: {', '.join(PEERS)}")
     torch = import_torch()
-    from zoo import speed
 
     # The same thread budget as TensorFlow, whose intra-op pool defaults to one thread per core.
     torch.set_num_threads(os.cpu_count() or 1)
     from zoo.data.pipeline import first_epoch
 
     batches = [(np.asarray(x), np.asarray(y)) for x, y in first_epoch(prepared.train)]
-    zoo = speed.zoo_model(task, config, prepared.sizes)
+    zoo = zoo_model(task, config, prepared.sizes)
     trainers = {}
     for name in ("torch", "torch_1_thread"):
         module = build_torch_model(config.model, prepared.sizes["vocab_size"], config.train.seed)
@@ -204,13 +204,13 @@ def compare(task, config, prepared, rounds, peer="torch"):
     runners = {"zoo": lambda ids, targets: zoo.train_on_batch(ids, targets),
                "torch": trainers["torch"].train_on_batch,
                "torch_1_thread": _one_thread(torch, trainers["torch_1_thread"].train_on_batch)}
-    zoo_parameters, torch_parameters = speed._params(zoo), parameter_count(trainers["torch"].module)
+    zoo_parameters, torch_parameters = trainable_parameter_count(zoo), parameter_count(trainers["torch"].module)
     extra = extra_torch_parameters(config.model)
     if torch_parameters != zoo_parameters + extra:
         raise AssertionError(f"architectures differ: torch {torch_parameters} != zoo {zoo_parameters} + {extra} "
                              f"extra biases")
     names = tuple(runners)
-    first, totals, rounds_seconds, losses = speed.interleaved(runners, batches, rounds)
+    first, totals, rounds_seconds, losses = interleaved(runners, batches, rounds)
     per_round = [seconds["torch"] / seconds["zoo"] for seconds in rounds_seconds]  # = zoo / torch throughput
     directions = 2 if config.model.bidirectional else 1
     fused = _fused_batches(torch, runners["torch"], batches, directions * config.model.num_layers)
@@ -255,9 +255,8 @@ REPORT_FIELDS = (
 
 def markdown(peer_report):
     """The peer table: one row per cell of `compare` results (an error row when a cell failed)."""
-    from zoo.speed import markdown_table
 
-    lines = markdown_table(
+    lines = cell_table(
         "PyTorch peer (same architecture and batches, passes interleaved after a warm-up pass; "
         "ratio above 1 = zoo faster):",
         ["zoo ex/s:", "torch ex/s:", "zoo tok/s:", "torch tok/s:", "ratio zoo/torch:", "params zoo / torch:",

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from zoo import benchmark
-
+from benchmarks import cells, report, timing
+from zoo.errors import UserError
 
 def test_time_calls_excludes_warmup_calls():
     calls = []
@@ -17,7 +17,7 @@ def test_time_calls_excludes_warmup_calls():
         calls.append(item)
         time.sleep(0.2 if len(calls) <= 2 else 0.005)  # the first calls stand in for tracing
 
-    durations = benchmark.time_calls(step, range(6), warmup=2)
+    durations = timing.time_calls(step, range(6), warmup=2)
     assert calls == [0, 1, 2, 3, 4, 5]
     assert len(durations) == 4
     assert max(durations) < 0.1
@@ -36,7 +36,7 @@ def test_time_calls_warms_every_new_shape_before_timing():
             time.sleep(0.005)
 
     batches = [np.zeros((2, 8)), np.zeros((2, 8)), np.zeros((2, 16)), np.zeros((2, 8)), np.zeros((2, 32))]
-    durations = benchmark.time_calls(step, batches, warmup=1, key=benchmark.shape_key)
+    durations = timing.time_calls(step, batches, warmup=1, key=timing.shape_key)
     assert len(durations) == 4
     assert max(durations) < 0.1
     assert len(calls) == 5 + 2  # one extra untimed call for each of the two unseen shapes
@@ -44,7 +44,7 @@ def test_time_calls_warms_every_new_shape_before_timing():
 
 def test_time_calls_with_a_fake_clock():
     ticks = iter(range(100))
-    durations = benchmark.time_calls(lambda item: None, range(5), warmup=3, clock=lambda: next(ticks))
+    durations = timing.time_calls(lambda item: None, range(5), warmup=3, clock=lambda: next(ticks))
     assert durations == [1, 1]
 
 
@@ -62,7 +62,7 @@ class FakeModel:
 def test_training_throughput_counts_only_timed_batches():
     batches = [(np.array([[5, 6, 0], [7, 0, 0]]), np.array([0, 1]))] * 5
     model = FakeModel()
-    result = benchmark.training_throughput(model, batches, warmup=1)
+    result = timing.training_throughput(model, batches, warmup=1)
     assert model.calls == 5 and result["timed_train_batches"] == 4
     # 4 timed batches of 2 examples / 3 real tokens at ~10 ms each; a timed trace would give < 30/s.
     assert 50 < result["train_examples_per_second"] < 220
@@ -70,14 +70,14 @@ def test_training_throughput_counts_only_timed_batches():
 
 
 def test_token_counting_ignores_padding():
-    assert benchmark.count_tokens(np.array([[3, 4, 0, 0], [5, 0, 0, 0]])) == 3
-    assert benchmark.count_tokens({"words": np.array([[3, 0]]), "chars": np.ones((1, 2, 4), "float32")}) == 1
-    assert benchmark.count_examples((np.zeros((7, 3), "int32"),)) == 7
-    assert benchmark.count_tokens(np.zeros((2, 5, 3), "float32")) == 10  # float sequences: batch x time
+    assert timing.count_tokens(np.array([[3, 4, 0, 0], [5, 0, 0, 0]])) == 3
+    assert timing.count_tokens({"words": np.array([[3, 0]]), "chars": np.ones((1, 2, 4), "float32")}) == 1
+    assert timing.count_examples((np.zeros((7, 3), "int32"),)) == 7
+    assert timing.count_tokens(np.zeros((2, 5, 3), "float32")) == 10  # float sequences: batch x time
 
 
 def test_peak_memory_sees_a_temporary_allocation():
-    with benchmark.PeakMemory(interval=0.005) as memory:
+    with timing.PeakMemory(interval=0.005) as memory:
         block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
         # Held long enough for the sampler thread to run even when other threads busy the cores (PyTorch's
         # OpenMP threads spin for a while after the peer tests' work).
@@ -87,8 +87,8 @@ def test_peak_memory_sees_a_temporary_allocation():
 
 
 def _ok_record(task, cell, seed, quality):
-    record = dict.fromkeys(benchmark.RECORD_FIELDS)
-    record.update(name=benchmark.run_name(task, cell, seed), task=task, cell=cell, seed=seed, budget="quick",
+    record = dict.fromkeys(cells.RECORD_FIELDS)
+    record.update(name=cells.run_name(task, cell, seed), task=task, cell=cell, seed=seed, budget="quick",
                   status="ok", quality_metric="accuracy", higher_is_better=True, quality=quality,
                   trainable_params=100, time_per_epoch_seconds=2.0, measure_errors={},
                   validation_curve={"key": "val_accuracy", "points": [[1.0, 0.6], [2.0, 0.7]]})
@@ -99,12 +99,12 @@ def test_summary_is_mean_and_std_over_seeds():
     records = [_ok_record("sentiment", "lstm", 1, 0.8), _ok_record("sentiment", "lstm", 2, 0.9)]
     failed = _ok_record("sentiment", "lstm", 3, None)
     failed.update(status="failed", error="RuntimeError: boom")
-    results = benchmark.summarize(records + [failed], "quick")
+    results = report.summarize(records + [failed], "quick")
     row = results["summary"][0]
     assert row["quality"]["mean"] == pytest.approx(0.85)
     assert row["quality"]["std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
     assert (row["ok"], row["runs"]) == (2, 3)
-    table = benchmark.markdown_table(results)
+    table = report.markdown_table(results)
     assert "accuracy 0.8500 ± 0.0707" in table and "sentiment-lstm-s3: RuntimeError: boom" in table
 
 
@@ -115,9 +115,9 @@ def test_a_crashing_run_is_recorded_with_every_field(monkeypatch, tmp_path):
         raise RuntimeError("simulated crash")
 
     monkeypatch.setattr(run_lib, "train", crash)
-    record = benchmark.benchmark_run("sentiment", "gru", 1, "quick", str(tmp_path))
+    record = cells.benchmark_run("sentiment", "gru", 1, "quick", str(tmp_path))
     assert record["status"] == "failed" and "simulated crash" in record["error"]
-    assert set(benchmark.RECORD_FIELDS) <= set(record)
+    assert set(cells.RECORD_FIELDS) <= set(record)
 
 
 def test_rerun_skips_finished_runs_and_retries_failed_ones(monkeypatch, tmp_path):
@@ -133,9 +133,9 @@ def test_rerun_skips_finished_runs_and_retries_failed_ones(monkeypatch, tmp_path
         ran.append((task, cell, seed))
         return _ok_record(task, cell, seed, 0.7)
 
-    monkeypatch.setattr(benchmark, "benchmark_run", fake_run)
+    monkeypatch.setattr(cells, "benchmark_run", fake_run)
     messages = []
-    results = benchmark.run_benchmark(["sentiment"], ["lstm", "gru"], 1, "quick", str(tmp_path), progress=messages.append)
+    results = cells.run_benchmark(["sentiment"], ["lstm", "gru"], 1, "quick", str(tmp_path), progress=messages.append)
     assert ran == [("sentiment", "gru", 1)]
     assert any("finished earlier, skipped" in m for m in messages)
     assert any(m.startswith("[2/2] sentiment gru seed 1: running") for m in messages)  # the progress line
@@ -144,9 +144,13 @@ def test_rerun_skips_finished_runs_and_retries_failed_ones(monkeypatch, tmp_path
         assert os.path.isfile(tmp_path / name)
 
 
-def test_quality_table_falls_back_for_unknown_tasks():
-    assert benchmark.quality_for("lm").higher_is_better is False
-    assert benchmark.quality_for("some_future_task") == benchmark.DEFAULT_QUALITY
+def test_quality_comes_from_the_task_module():
+    from tasks import lm
+
+    assert cells.quality_for("lm") is lm.QUALITY and lm.QUALITY.higher_is_better is False
+    assert cells.measure_overrides("lm") == {"model.stateful": False}
+    with pytest.raises(UserError, match="valid tasks: captioning, lm"):
+        cells.quality_for("some_future_task")
 
 
 @pytest.mark.slow
@@ -163,7 +167,7 @@ def test_benchmark_cli_end_to_end_on_tiny_settings(cli, data_env, tmp_path):
     assert len(results["runs"]) == 1
     run = results["runs"][0]
     assert run["status"] == "ok", run.get("error")
-    assert set(benchmark.RECORD_FIELDS) <= set(run)
+    assert set(cells.RECORD_FIELDS) <= set(run)
     for field in ("quality", "trainable_params", "train_tokens_per_second", "latency_batch1_p50_ms",
                   "inference_examples_per_second", "peak_rss_mb", "time_per_epoch_seconds"):
         assert isinstance(run[field], (int, float)) and run[field] > 0, field
@@ -179,7 +183,7 @@ def test_benchmark_cli_end_to_end_on_tiny_settings(cli, data_env, tmp_path):
 def test_fixed_padding_pads_every_batch_to_max_length():
     import tensorflow as tf
 
-    from zoo import speed
+    from benchmarks import speed
 
     ids = tf.ragged.constant([[3, 4], [5], [6, 7, 8]]).to_tensor()
     bucketed = tf.data.Dataset.from_tensor_slices((ids, tf.constant([0, 1, 0]))).batch(2)
@@ -196,21 +200,21 @@ def test_an_interrupted_run_with_an_outdated_config_is_restarted(monkeypatch, tm
     (run_dir / "config.json").write_text(json.dumps({"task": "sentiment", "config": {"old": True}}))
     seen = {}
 
-    def fake_train(task_name, config, directory, request=None, overwrite=False):
+    def fake_train(task, task_name, config, directory, request=None, overwrite=False):
         seen["overwrite"] = overwrite
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(run_lib, "train", fake_train)
-    benchmark.benchmark_run("sentiment", "gru", 1, "quick", str(tmp_path))
+    cells.benchmark_run("sentiment", "gru", 1, "quick", str(tmp_path))
     assert seen["overwrite"] is True
-    assert benchmark._stale(str(tmp_path / "runs" / "missing"), "sentiment", None) is False
+    assert cells._stale(str(tmp_path / "runs" / "missing"), "sentiment", None) is False
 
 
 # --- variants: one config key compared across its values ----------------------------------------
 
 
 def test_parse_variants_gives_the_key_values_and_labels():
-    variants = benchmark.parse_variants(" model.stateful = true, false ")
+    variants = cells.parse_variants(" model.stateful = true, false ")
     assert variants.key == "model.stateful" and variants.values == ("true", "false")
     assert variants.labels == ["model.stateful=true", "model.stateful=false"]
 
@@ -229,11 +233,11 @@ def test_parse_variants_rejects_bad_syntax(text, message):
     from zoo.errors import UserError
 
     with pytest.raises(UserError, match=message):
-        benchmark.parse_variants(text)
+        cells.parse_variants(text)
 
 
 def _check(text, tasks=("lm",), overrides=()):
-    benchmark.check_variants(benchmark.parse_variants(text), list(tasks), ["lstm"], "quick", list(overrides))
+    cells.check_variants(cells.parse_variants(text), list(tasks), ["lstm"], "quick", list(overrides))
 
 
 def test_check_variants_gives_the_usual_config_errors():
@@ -273,31 +277,31 @@ def test_cli_rejects_bad_variants_before_any_run(tmp_path):
 
 
 def test_run_names_include_the_variant_only_when_there_is_one():
-    assert benchmark.run_name("lm", "lstm", 1) == "lm-lstm-s1"
-    assert benchmark.run_name("lm", "lstm", 1, "model.stateful=false") == "lm-lstm-stateful_false-s1"
-    assert benchmark.run_name("spam", "gru", 2, "train.learning_rate=1e-3") == "spam-gru-learning_rate_1e-3-s2"
-    assert benchmark.run_name("spam", "gru", 2, "data.vocab_size=none") == "spam-gru-vocab_size_none-s2"
+    assert cells.run_name("lm", "lstm", 1) == "lm-lstm-s1"
+    assert cells.run_name("lm", "lstm", 1, "model.stateful=false") == "lm-lstm-stateful_false-s1"
+    assert cells.run_name("spam", "gru", 2, "train.learning_rate=1e-3") == "spam-gru-learning_rate_1e-3-s2"
+    assert cells.run_name("spam", "gru", 2, "data.vocab_size=none") == "spam-gru-vocab_size_none-s2"
 
 
 def test_the_variant_value_is_trained_and_the_measured_model_keeps_the_task_overrides():
-    _, plain, overrides = benchmark.resolve("lm", "lstm", 1, "quick")
-    assert plain.model.stateful is False  # TASK_OVERRIDES, as before variants existed
-    assert benchmark.measurement_config("lm", plain)[1] == []
-    _, stateful, overrides = benchmark.resolve("lm", "lstm", 1, "quick", ["train.epochs=1"], variant="model.stateful=true")
+    _, plain, overrides = cells.resolve("lm", "lstm", 1, "quick")
+    assert plain.model.stateful is False  # the lm module's BENCHMARK_OVERRIDES, as before variants existed
+    assert cells.measurement_config("lm", plain)[1] == []
+    _, stateful, overrides = cells.resolve("lm", "lstm", 1, "quick", ["train.epochs=1"], variant="model.stateful=true")
     assert stateful.model.stateful is True and stateful.train.epochs == 1
     assert overrides[-1] == "model.stateful=true" and "model.stateful=False" in overrides  # applied after it
-    measured, changed = benchmark.measurement_config("lm", stateful)
+    measured, changed = cells.measurement_config("lm", stateful)
     assert measured.model.stateful is False and changed == ["model.stateful=False"]
     assert measured.model.units == stateful.model.units and measured.train == stateful.train
-    _, stateless, _ = benchmark.resolve("lm", "lstm", 1, "quick", variant="model.stateful=false")
-    assert stateless.model.stateful is False and benchmark.measurement_config("lm", stateless)[1] == []
-    _, sentiment, _ = benchmark.resolve("sentiment", "gru", 1, "quick", variant="model.units=8")
-    assert sentiment.model.units == 8 and benchmark.measurement_config("sentiment", sentiment)[1] == []
+    _, stateless, _ = cells.resolve("lm", "lstm", 1, "quick", variant="model.stateful=false")
+    assert stateless.model.stateful is False and cells.measurement_config("lm", stateless)[1] == []
+    _, sentiment, _ = cells.resolve("sentiment", "gru", 1, "quick", variant="model.units=8")
+    assert sentiment.model.units == 8 and cells.measurement_config("sentiment", sentiment)[1] == []
 
 
 def _lm_record(cell, seed, variant, perplexity):
     record = _ok_record("lm", cell, seed, perplexity)
-    record.update(name=benchmark.run_name("lm", cell, seed, variant), variant=variant, quality_metric="perplexity",
+    record.update(name=cells.run_name("lm", cell, seed, variant), variant=variant, quality_metric="perplexity",
                   higher_is_better=False, inference_batch_size=256 if variant.endswith("false") else 128)
     return record
 
@@ -307,16 +311,16 @@ def test_summary_groups_by_variant_and_the_table_gets_a_variant_column():
     records = [_lm_record("gru", 1, true, 100.0), _lm_record("gru", 1, false, 140.0),
                _lm_record("lstm", 1, true, 90.0), _lm_record("lstm", 1, false, 120.0),
                _lm_record("gru", 2, true, 110.0), _lm_record("gru", 2, false, 150.0)]
-    results = benchmark.summarize(records, "quick")
+    results = report.summarize(records, "quick")
     rows = [(row["cell"], row["variant"], row["runs"], row["quality"]["mean"]) for row in results["summary"]]
     assert rows == [("lstm", true, 1, 90.0), ("lstm", false, 1, 120.0),
                     ("gru", true, 2, 105.0), ("gru", false, 2, 145.0)]  # cells in CELLS order, variants as run
-    table = benchmark.markdown_table(results).splitlines()
+    table = report.markdown_table(results).splitlines()
     assert table[0].startswith("| task | cell | variant | quality (test) |")
     assert len(table[0].split("|")) == len(table[1].split("|"))
     assert table[4].startswith("| lm | gru | model.stateful=true | perplexity 105.00 ± 7.07 |")
     assert "(128) |" in table[4] and "(256) |" in table[5]  # the inference batch of its own variant
-    plain = benchmark.markdown_table(benchmark.summarize([_ok_record("spam", "gru", 1, 0.9)], "quick"))
+    plain = report.markdown_table(report.summarize([_ok_record("spam", "gru", 1, 0.9)], "quick"))
     assert "variant" not in plain and plain.startswith("| task | cell | quality (test) |")
 
 
@@ -326,9 +330,9 @@ def test_plots_label_lines_cell_and_variant(monkeypatch, tmp_path):
     figures, close = [], plt.close
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figures to read their legends
     records = [_lm_record("gru", 1, "model.stateful=true", 100.0), _lm_record("gru", 1, "model.stateful=false", 140.0)]
-    results = benchmark.summarize(records, "quick")
-    benchmark.plot_validation_curves(results, str(tmp_path / "curves.png"))
-    benchmark.plot_quality_vs_cost(results, str(tmp_path / "cost.png"))
+    results = report.summarize(records, "quick")
+    report.plot_validation_curves(results, str(tmp_path / "curves.png"))
+    report.plot_quality_vs_cost(results, str(tmp_path / "cost.png"))
     curves, cost = ([text.get_text() for text in figure.axes[0].get_legend().get_texts()] for figure in figures)
     assert curves == ["gru (model.stateful=true)", "gru (model.stateful=false)"]
     assert cost == ["gru (model.stateful=true), 100 params", "gru (model.stateful=false), 100 params"]
@@ -349,10 +353,10 @@ def test_rerun_with_variants_runs_each_value_and_skips_finished_ones(monkeypatch
         ran.append((task, cell, seed, variant))
         return _lm_record(cell, seed, variant, 120.0)
 
-    monkeypatch.setattr(benchmark, "benchmark_run", fake_run)
+    monkeypatch.setattr(cells, "benchmark_run", fake_run)
     messages = []
-    variants = benchmark.parse_variants("model.stateful=true,false")
-    results = benchmark.run_benchmark(["lm"], ["gru"], 2, "quick", str(tmp_path), progress=messages.append,
+    variants = cells.parse_variants("model.stateful=true,false")
+    results = cells.run_benchmark(["lm"], ["gru"], 2, "quick", str(tmp_path), progress=messages.append,
                                       variants=variants)
     assert ran == [("lm", "gru", 1, "model.stateful=false"), ("lm", "gru", 2, "model.stateful=true"),
                    ("lm", "gru", 2, "model.stateful=false")]
@@ -376,12 +380,12 @@ def test_records_written_before_variants_are_still_skipped_and_summarized(monkey
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished run was run again")
 
-    monkeypatch.setattr(benchmark, "benchmark_run", must_not_run)
+    monkeypatch.setattr(cells, "benchmark_run", must_not_run)
     messages = []
-    results = benchmark.run_benchmark(["sentiment", "spam"], ["simple_rnn", "lstm", "gru"], 3, "quick", str(tmp_path),
+    results = cells.run_benchmark(["sentiment", "spam"], ["simple_rnn", "lstm", "gru"], 3, "quick", str(tmp_path),
                                       progress=messages.append)
     assert len(messages) == 18 and all(m.endswith("finished earlier, skipped") for m in messages)
-    assert benchmark.markdown_table(results) == open(os.path.join(quick, "results.md")).read()
+    assert report.markdown_table(results) == open(os.path.join(quick, "results.md")).read()
     assert all(row["variant"] is None for row in results["summary"])
 
 
@@ -421,8 +425,8 @@ def test_benchmark_cli_compares_stateful_and_stateless_lm_end_to_end(cli, data_e
 def test_the_captioning_quality_key_is_what_captioning_evaluation_returns():
     from tasks import captioning
 
-    quality = benchmark.quality_for("captioning")
-    assert quality != benchmark.DEFAULT_QUALITY and quality.higher_is_better
+    quality = cells.quality_for("captioning")
+    assert quality.test_key == "bleu_4" and quality.higher_is_better
     # evaluate() merges caption_metrics(beam captions) into its top-level results
     metrics = captioning.caption_metrics(["a dog runs on the grass", "a man rides a bike"],
                                          [["a dog runs on the grass", "a brown dog runs"], ["a man rides a bike"]])
@@ -449,14 +453,14 @@ def _caption_batches(images=4, per_image=2, batch=2):
 def test_one_captioning_example_is_an_image_with_its_caption_rows():
     inputs, _ = next(iter(_caption_batches()))
     assert tuple(inputs["image"].shape)[0] == 2 and tuple(inputs["caption_ids"].shape)[0] == 4
-    assert benchmark.count_examples(inputs) == 2  # images, not caption rows
-    assert benchmark.count_tokens(inputs) == int(np.count_nonzero(inputs["caption_ids"]))
-    second = benchmark._slice_inputs(inputs, 1)
+    assert timing.count_examples(inputs) == 2  # images, not caption rows
+    assert timing.count_tokens(inputs) == int(np.count_nonzero(inputs["caption_ids"]))
+    second = timing._slice_inputs(inputs, 1)
     assert tuple(second["image"].shape) == (1, 16, 16, 3)
     np.testing.assert_array_equal(second["caption_ids"], inputs["caption_ids"][2:4])
-    big = benchmark._stack_examples([benchmark._slice_inputs(inputs, 0), second])
+    big = timing._stack_examples([timing._slice_inputs(inputs, 0), second])
     np.testing.assert_array_equal(big["caption_ids"], inputs["caption_ids"])
-    padded = benchmark._stack_examples([{"ids": np.array([[3, 4, 5]])}, {"ids": np.array([[6]])}])
+    padded = timing._stack_examples([{"ids": np.array([[3, 4, 5]])}, {"ids": np.array([[6]])}])
     np.testing.assert_array_equal(padded["ids"], [[3, 4, 5], [6, 0, 0]])
 
 
@@ -470,8 +474,8 @@ def test_measurements_run_on_a_captioning_model():
     model = captioning.build_model(config, {"vocab_size": 20})
     captioning.compile_model(model, config, {"vocab_size": 20})
     dataset = _caption_batches()
-    timing = benchmark.inference_timing(model, dataset, latency_warmup=1, latency_calls=2, batch_size=256)
-    assert timing["latency_calls"] == 2 and timing["latency_batch1_p50_ms"] > 0
-    assert timing["inference_batch_size"] == 4 and timing["inference_examples_per_second"] > 0
-    training = benchmark.training_throughput(model, list(dataset) * 2, warmup=1)
+    inference = timing.inference_timing(model, dataset, latency_warmup=1, latency_calls=2, batch_size=256)
+    assert inference["latency_calls"] == 2 and inference["latency_batch1_p50_ms"] > 0
+    assert inference["inference_batch_size"] == 4 and inference["inference_examples_per_second"] > 0
+    training = timing.training_throughput(model, list(dataset) * 2, warmup=1)
     assert training["timed_train_batches"] == 3 and training["train_examples_per_second"] > 0

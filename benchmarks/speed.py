@@ -13,7 +13,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo.benchmark import count_tokens, cudnn_report, time_calls
+from benchmarks.report import cell_table
+from benchmarks.timing import (count_tokens, cudnn_report, interleaved, train_pass, trainable_parameter_count,
+                               zoo_model)
 from zoo.data.pipeline import first_epoch
 from zoo.io import atomic_write_json, atomic_write_text
 
@@ -34,7 +36,7 @@ def sentiment_setup(cell, examples, max_length, data_path=None, extra=()):
     """(task, config, prepared) for IMDB with `examples` training reviews, default model sizes."""
     from zoo.cli import resolve_config
     from zoo.data import sources
-    from zoo.registry import get_task
+    from tasks import get_task
 
     task = get_task("sentiment")
     # validation_fraction carves the validation split out of `examples / (1 - fraction)` reviews.
@@ -53,19 +55,6 @@ def fixed_padding(dataset, batch_size, max_length):
     ids_spec, target_spec = dataset.element_spec
     rows = dataset.unbatch()
     return rows.padded_batch(batch_size, padded_shapes=(tf.TensorShape([max_length]), target_spec.shape[1:]))
-
-
-def zoo_model(task, config, sizes, **train_overrides):
-    from zoo import config as config_lib
-
-    from zoo import training
-
-    if train_overrides:
-        config = config_lib.apply_overrides(config, {f"train.{k}": v for k, v in train_overrides.items()})
-    training.set_seed(config.train.seed, config.train.deterministic)
-    model = task.build_model(config, sizes)
-    task.compile_model(model, config, sizes)
-    return model
 
 
 def plain_keras_model(config, sizes):
@@ -91,59 +80,19 @@ def plain_keras_model(config, sizes):
     return model
 
 
-def _pass(model, batches):
-    """Seconds for one train_on_batch pass over `batches` (nothing excluded)."""
-    return sum(time_calls(lambda batch: model.train_on_batch(batch[0], batch[1]), batches, 0))
-
-
 def _tokens(batches):
     return sum(count_tokens(batch[0]) for batch in batches)
-
-
-def _params(model):
-    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
-
-
-def timed_pass(step, batches):
-    """(seconds, mean loss) of one pass of `step(inputs, targets)` over `batches`; `step` returns the
-    loss, or a list starting with it, as Keras' train_on_batch does (numpy values: the step has finished)."""
-    losses = []
-    start = time.perf_counter()
-    for inputs, targets in batches:
-        result = step(inputs, targets)
-        losses.append(float(np.asarray(result[0] if isinstance(result, (list, tuple)) else result)))
-    return time.perf_counter() - start, float(np.mean(losses))
-
-
-def interleaved(runners, batches, rounds):
-    """Passes of every runner (name -> step) over the same batches, so machine load hits them alike.
-
-    Each runner first makes one pass that is not part of the totals (tracing, warm-up), then `rounds`
-    timed passes, the order reversed every round. Returns (first, totals, per_round, last_losses):
-    first[name] = (seconds, mean loss) of the first pass, totals[name] = seconds of the timed passes,
-    per_round = [{name: seconds}] and last_losses[name] = the mean loss of the last pass.
-    """
-    names = tuple(runners)
-    first = {name: timed_pass(runners[name], batches) for name in names}
-    totals, last_losses, per_round = dict.fromkeys(names, 0.0), {}, []
-    for index in range(rounds):
-        seconds = {}
-        for name in names if index % 2 == 0 else names[::-1]:
-            seconds[name], last_losses[name] = timed_pass(runners[name], batches)
-            totals[name] += seconds[name]
-        per_round.append(seconds)
-    return first, totals, per_round, last_losses
 
 
 def overhead(task, config, prepared, rounds):
     """Zoo model vs hand-written model on the same batches, passes interleaved; ratio zoo/plain."""
     batches = [(np.asarray(x), np.asarray(y)) for x, y in first_epoch(prepared.train)]
     zoo, plain = zoo_model(task, config, prepared.sizes), plain_keras_model(config, prepared.sizes)
-    if _params(zoo) != _params(plain):
-        raise AssertionError(f"architectures differ: {_params(zoo)} vs {_params(plain)} parameters")
+    if trainable_parameter_count(zoo) != trainable_parameter_count(plain):
+        raise AssertionError(f"architectures differ: {trainable_parameter_count(zoo)} vs {trainable_parameter_count(plain)} parameters")
     _, totals, per_round, _ = interleaved({"zoo": zoo.train_on_batch, "plain": plain.train_on_batch}, batches, rounds)
     return {
-        "cell": config.model.cell, "parameters": _params(zoo), "batches": len(batches), "rounds": rounds,
+        "cell": config.model.cell, "parameters": trainable_parameter_count(zoo), "batches": len(batches), "rounds": rounds,
         "zoo_seconds": totals["zoo"], "plain_seconds": totals["plain"],
         "ratio_zoo_over_plain": totals["zoo"] / totals["plain"],
         "per_round_ratios": [seconds["zoo"] / seconds["plain"] for seconds in per_round],
@@ -153,8 +102,8 @@ def overhead(task, config, prepared, rounds):
 
 
 def _two_passes(model, batches):
-    first = _pass(model, batches)
-    steady = _pass(model, batches)
+    first = train_pass(model, batches)
+    steady = train_pass(model, batches)
     tokens = _tokens(batches)
     examples = sum(len(batch[1]) for batch in batches)
     return {"first_pass_seconds": first, "epoch_seconds": steady, "tokens_per_second": tokens / steady,
@@ -198,13 +147,13 @@ def run(cells, budget, out_dir, data_path=None, examples=None, progress=print, p
     """The speed suite: writes speed.json and speed.md in `out_dir`; returns the Markdown.
 
     `parts` picks the measurements (default all of PARTS but "peer"); `peer="torch"` adds the PyTorch
-    peer comparison (`zoo.peer`) for every cell. Only the parts run appear in the report.
+    peer comparison (`benchmarks.peer`) for every cell. Only the parts run appear in the report.
     """
     settings = SPEED_BUDGETS[budget]
     examples = examples or settings["examples"]
     parts = [part for part in PARTS if part in parts and part != "peer"] + (["peer"] if peer else [])
     if peer:
-        from zoo import peer as peer_lib
+        from benchmarks import peer as peer_lib
 
         peer_lib.import_torch()  # fail before the data is prepared if torch is missing
     os.makedirs(out_dir, exist_ok=True)
@@ -247,24 +196,12 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
 
 
-def markdown_table(title, columns, items, row):
-    """`title`, then a Markdown table with a `cell` column plus `columns` (a trailing ":" right-aligns
-    one) and one row per `cell: item` of `items`: `row(item)` gives the other cells; an item holding an
-    "error" gets an error row instead. Returns the lines, ending with a blank one."""
-    lines = [title, "", "| " + " | ".join(["cell", *(c.rstrip(":") for c in columns)]) + " |",
-             "|" + "|".join(["---", *("---:" if c.endswith(":") else "---" for c in columns)]) + "|"]
-    for cell, item in items.items():
-        cells = [f"error: {item['error']}"] + [""] * (len(columns) - 1) if "error" in item else row(item)
-        lines.append("| " + " | ".join([cell, *map(str, cells)]) + " |")
-    return lines + [""]
-
-
 def speed_markdown(report):
     """The report as Markdown: one table per part that ran (a report holds only the parts it ran)."""
     lines = [f"IMDB sentiment, {report['examples']} training reviews, max_length {report['max_length']}, "
              f"sentiment model (task defaults, last-state pooling), CPU; GPUs visible: {report['gpus'] or 'none'}.", ""]
     if "overhead" in report:
-        lines += markdown_table(
+        lines += cell_table(
             "Overhead (same batches, passes interleaved after a warm-up pass):",
             ["zoo s:", "plain Keras s:", "ratio zoo/plain:", "within 5%"], report["overhead"],
             lambda item: [_fmt(item["zoo_seconds"], 2), _fmt(item["plain_seconds"], 2),
@@ -276,7 +213,7 @@ def speed_markdown(report):
                     _fmt(item["speedup_tokens_per_second"], 2), _fmt(b["epoch_seconds"], 2),
                     _fmt(f["epoch_seconds"], 2), f"{f['padded_tokens'] / b['padded_tokens']:.2f}"]
 
-        lines += markdown_table(
+        lines += cell_table(
             "Bucketing vs fixed padding to max_length (steady pass after a first pass):",
             ["bucketed tok/s:", "fixed tok/s:", "tok/s ratio:", "bucketed epoch s:", "fixed epoch s:",
              "padded tokens fixed/bucketed:"], report["padding"], padding_row)
@@ -284,17 +221,17 @@ def speed_markdown(report):
         def both(part):
             return part.get("error", "")[:80] or f"{_fmt(part['first_pass_seconds'], 2)} / {_fmt(part['epoch_seconds'], 2)}"
 
-        lines += markdown_table(
+        lines += cell_table(
             "jit_compile (XLA) off vs on, bucketed batches:",
             ["shapes:", "off: first / steady s:", "on: first / steady s:", "steady speedup on/off:", "faster"],
             report["xla"],
             lambda item: [item["bucket_shapes"], both(item["off"]), both(item["on"]),
                           _fmt(item.get("steady_speedup_on_over_off"), 2), item.get("faster", "n/a")])
     if "cudnn" in report:
-        lines += markdown_table("cuDNN eligibility (zoo.recurrent.cudnn_eligible):", ["eligible", "path here"],
+        lines += cell_table("cuDNN eligibility (zoo.recurrent.cudnn_eligible):", ["eligible", "path here"],
                                 report["cudnn"], lambda item: [item["eligible"], item["path"]])
     if "peer" in report:
-        from zoo import peer
+        from benchmarks import peer
 
         lines.append(peer.markdown(report["peer"]))
     return "\n".join(lines).rstrip("\n") + "\n"
