@@ -1,0 +1,1 @@
+"""Tests of the task families, one folder per family (tasks/<family>/)."""
