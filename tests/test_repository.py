@@ -67,3 +67,50 @@ def test_unknown_task_error_lists_every_task():
         tasks.get_task("nope")
     for name in tasks.TASKS:
         assert name in str(error.value)
+
+
+def _project_imports():
+    """{module: set of project modules it imports anywhere in its file (lazy imports included)}."""
+    import ast
+
+    modules = {}
+    for top in ("zoo", "tasks", "benchmarks"):
+        for folder, _, names in os.walk(os.path.join(REPO, top)):
+            for file_name in names:
+                if file_name.endswith(".py"):
+                    path = os.path.join(folder, file_name)
+                    dotted = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+                    modules[dotted] = path
+    graph = {}
+    for dotted, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            targets |= {name for name in names if name in modules and name != dotted}
+        graph[dotted] = targets
+    return graph
+
+
+def test_no_module_imports_another_in_a_circle():
+    graph = _project_imports()
+    state, cycles = {}, []
+
+    def visit(module, path):
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target] if target in path else [module, target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    # A package's __init__ importing its own submodules is no cycle of roles; everything else is.
+    assert not [cycle for cycle in cycles if len({name.split(".")[0] for name in cycle}) > 1 or len(cycle) > 2], cycles
