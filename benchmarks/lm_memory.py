@@ -44,7 +44,7 @@ def write_corpus(path: str, tokens: int, seed: int = 0) -> None:
 def measure(path: str) -> dict:
     """In this process: prepare `path` as the lm task's training file; peak RSS and timings."""
     sys.path.insert(0, REPO)
-    from tasks import lm
+    from tasks.lm import task as lm
     from zoo.data import sources
 
     config = lm.Config()

@@ -16,7 +16,7 @@ TASKS: Dict[str, str] = {
     "spam": "tasks.spam",
     "pos": "tasks.pos",
     "ner": "tasks.ner",
-    "lm": "tasks.lm",
+    "lm": "tasks.lm.task",
     "captioning": "tasks.captioning",
 }
 

@@ -145,7 +145,7 @@ def test_rerun_skips_finished_runs_and_retries_failed_ones(monkeypatch, tmp_path
 
 
 def test_quality_comes_from_the_task_module():
-    from tasks import lm
+    from tasks.lm import task as lm
 
     assert cells.quality_for("lm") is lm.QUALITY and lm.QUALITY.higher_is_better is False
     assert cells.measure_overrides("lm") == {"model.stateful": False}

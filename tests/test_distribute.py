@@ -14,7 +14,9 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tasks import lm, sentiment
+from tasks import sentiment
+from tasks.lm import model as lm_model
+from tasks.lm import task as lm
 from tests.conftest import REPO
 from zoo import distribute
 from zoo.errors import UserError
@@ -152,9 +154,9 @@ def test_mixed_precision_on_gpu_computes_in_float16_with_float32_outputs(monkeyp
     assert any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.output.dtype == "float32"
-    core = lm.build_core(lm.Config(), {"vocab_size": 30})
+    core = lm_model.build_core(lm.Config(), {"vocab_size": 30})
     with distribute.precision_policy(True):
-        mixed_core = lm.build_core(lm.Config(), {"vocab_size": 30})
+        mixed_core = lm_model.build_core(lm.Config(), {"vocab_size": 30})
     assert core.output.dtype == mixed_core.output.dtype == "float32"
 
 

@@ -1,0 +1,240 @@
+"""The language model: the tied embedding, the core network, its loss and optimizer, the layer names, and
+the training callbacks (state resets, unigram output bias, learning-rate schedules).
+
+Use from your own code:
+
+    from tasks.lm.model import build_core
+    from tasks.lm.task import Config
+    model = build_core(Config(), {"vocab_size": 10002})
+    # model: int32 token ids (batch, time) -> (batch, time, vocab_size) next-token logits
+
+With `model.stateful=true` the recurrent state carries from one BPTT window to the next (reset at
+every epoch and before every evaluation by `ResetStates`); gradients stay inside a window.
+"""
+
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional
+
+import keras
+import numpy as np
+
+from zoo import training
+from zoo.recurrent import make_layer
+from zoo.resume import Resumable
+
+if TYPE_CHECKING:
+    from tasks.lm.task import Config, LMTrainConfig
+
+# The one place each layer name the code looks up is written.
+CORE_NAME = "language_model"  # the core keras.Model inside the exported model
+TIED_EMBEDDING_NAME = "tied_embedding"
+LOGITS_NAME = "logits"  # the untied output projection
+TOKENIZER_NAME = "tokenizer"  # the LMTokenizer of the exported model (tasks.lm.serving)
+
+SCHEDULES = ("constant", "plateau", "step")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TiedEmbedding(keras.layers.Layer):
+    """One matrix for the input embedding and the output projection (Press & Wolf 2017).
+
+    Called on int ids (batch, time) it embeds them -> (batch, time, embedding_dim);
+    called on floats (batch, time, embedding_dim) it gives logits -> (batch, time, vocab_size)
+    as x @ E^T + b. Use the same layer object for both calls.
+    """
+
+    def __init__(self, vocab_size, embedding_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = int(vocab_size)
+        self.embedding_dim = int(embedding_dim)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(shape=(self.vocab_size, self.embedding_dim), name="embeddings",
+                                          initializer=keras.initializers.RandomUniform(-0.05, 0.05))
+        self.output_bias = self.add_weight(shape=(self.vocab_size,), name="output_bias", initializer="zeros")
+
+    def call(self, inputs):
+        if "int" in str(inputs.dtype):
+            return keras.ops.take(self.embeddings, inputs, axis=0)
+        return keras.ops.matmul(inputs, keras.ops.transpose(self.embeddings)) + self.output_bias
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) == 2:
+            return tuple(input_shape) + (self.embedding_dim,)
+        return tuple(input_shape[:-1]) + (self.vocab_size,)
+
+    def compute_output_spec(self, inputs):
+        dtype = self.compute_dtype
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim}
+
+
+def build_core(config: "Config", sizes: Mapping[str, Any], batch_size: Optional[int] = None,
+               stateful: bool = False) -> keras.Model:
+    """Token ids (batch, time) int32 -> next-token logits (batch, time, vocab_size).
+
+    `stateful=True` needs a fixed `batch_size`: each recurrent layer then keeps its final state
+    as the initial state of the next call until `reset_states`. The weights do not depend on
+    either argument, so copies with other batch sizes share them via get/set_weights.
+    """
+    model_config = config.model
+    vocab_size = sizes["vocab_size"]
+    token_ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="token_ids")
+    if model_config.tie_embeddings:
+        embedding = TiedEmbedding(vocab_size, model_config.embedding_dim, name=TIED_EMBEDDING_NAME)
+    else:
+        embedding = keras.layers.Embedding(vocab_size, model_config.embedding_dim, name="embedding")
+    x = embedding(token_ids)
+    for index in range(model_config.num_layers):
+        layer = make_layer(model_config.cell, model_config.units, return_sequences=True,
+                           dropout_rate=model_config.dropout_rate, name=f"rnn_{index + 1}", stateful=stateful)
+        x = layer(x)
+    x = keras.layers.Dropout(model_config.dropout_rate, name="output_dropout")(x)
+    if model_config.tie_embeddings:
+        if model_config.units != model_config.embedding_dim:
+            x = keras.layers.Dense(model_config.embedding_dim, name="tie_projection")(x)
+        # Under mixed precision the tied projection computes in float16; the softmax over a large
+        # vocabulary and the loss need float32 logits.
+        logits = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(embedding(x))
+    else:
+        logits = keras.layers.Dense(vocab_size, dtype="float32", name=LOGITS_NAME)(x)
+    return keras.Model(token_ids, logits, name=CORE_NAME)
+
+
+def build_model(config: "Config", sizes: Mapping[str, Any]) -> keras.Model:
+    """The trainable model: `build_core`, stateful with the training batch size when `model.stateful`."""
+    if config.model.stateful:
+        return build_core(config, sizes, batch_size=config.train.batch_size, stateful=True)
+    return build_core(config, sizes)
+
+
+def make_optimizer(train_config: "LMTrainConfig") -> keras.optimizers.Optimizer:
+    """`train.optimizer`: plain SGD, or zoo.training's Adam; both clip the global gradient norm."""
+    if train_config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=train_config.learning_rate,
+                                    global_clipnorm=train_config.clipnorm or None)
+    return training.make_optimizer(train_config)
+
+
+def compile_model(model: keras.Model, config: "Config", sizes: Mapping[str, Any]) -> None:
+    # The mean over real (weight 1) targets only: padding at stream ends must not dilute the loss.
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+    model.compile(optimizer=make_optimizer(config.train), loss=loss, jit_compile=config.train.jit_compile)
+
+
+def output_bias(model: keras.Model) -> keras.Variable:
+    """The bias variable (vocab_size,) of the model's output logits, tied or not."""
+    names = {layer.name for layer in model.layers}
+    if TIED_EMBEDDING_NAME in names:
+        return model.get_layer(TIED_EMBEDDING_NAME).output_bias
+    return model.get_layer(LOGITS_NAME).bias
+
+
+def reset_states(model: keras.Model) -> None:
+    """Zero the state of every stateful recurrent layer of `model` (nested models included)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.RNN) and layer.stateful:
+            layer.reset_state()
+
+
+# ----------------------------------------------------------------------------- training callbacks
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Zero every stateful RNN's state at each epoch start and before and after each validation pass.
+
+    A run resumed mid-epoch (zoo.training.fit calls `on_resume` with the batches already done)
+    keeps the carried state it restored from the checkpoint for the rest of that epoch, as the
+    uninterrupted run did.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._keep_next_epoch_state = False
+
+    def on_resume(self, epoch, offset):
+        self._keep_next_epoch_state = offset > 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._keep_next_epoch_state:
+            self._keep_next_epoch_state = False
+            return
+        reset_states(self.model)
+
+    def on_test_begin(self, logs=None):
+        reset_states(self.model)
+
+    def on_test_end(self, logs=None):
+        reset_states(self.model)
+
+
+class PlateauSchedule(keras.callbacks.ReduceLROnPlateau, Resumable):
+    """ReduceLROnPlateau whose counters (best, wait, cooldown) live across `fit` calls and resumes.
+
+    Keras resets them at every `fit` call, and a resumed run calls `fit` again; the learning rate
+    itself is an optimizer variable and travels in the checkpoint already.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._counters = None
+
+    def get_state(self):
+        best = None if self.best is None else float(self.best)
+        return {"best": best, "wait": int(self.wait), "cooldown_counter": int(self.cooldown_counter)}
+
+    def set_state(self, state):
+        self._counters = dict(state)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._counters is not None:
+            self.best, self.wait, self.cooldown_counter = (
+                self._counters["best"], self._counters["wait"], self._counters["cooldown_counter"])
+
+    def on_train_end(self, logs=None):
+        self._counters = self.get_state()  # the next fit call of this process goes on from here
+
+
+class UnigramBias(keras.callbacks.Callback):
+    """Set the output bias to the training unigram log-probabilities before the first step.
+
+    From the start the model then predicts the unigram distribution instead of a uniform one over
+    the vocabulary, which with a 10k vocabulary spares Adam most of an epoch of learning logit
+    scales. A resumed run (optimizer already stepped) keeps its restored bias.
+    """
+
+    def __init__(self, log_probabilities):
+        super().__init__()
+        self.log_probabilities = np.asarray(log_probabilities, dtype="float32")
+
+    def on_train_begin(self, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) > 0:
+            return
+        output_bias(self.model).assign(self.log_probabilities)
+
+
+def unigram_log_probabilities(ids: np.ndarray, vocab_size: int, smoothing: float = 0.1) -> np.ndarray:
+    """log p(id) from training ids, add-`smoothing` so unseen ids (padding, OOV) stay finite; (vocab_size,)."""
+    return unigram_log_probabilities_from_counts(np.bincount(ids, minlength=vocab_size), smoothing)
+
+
+def unigram_log_probabilities_from_counts(counts: np.ndarray, smoothing: float = 0.1) -> np.ndarray:
+    """log p(id) from per-id counts (vocab_size,), add-`smoothing`."""
+    counts = np.asarray(counts, dtype="float64") + smoothing
+    return np.log(counts / counts.sum())
+
+
+def learning_rate_callbacks(train_config: "LMTrainConfig") -> List[keras.callbacks.Callback]:
+    """Keras callbacks implementing `train.lr_schedule`."""
+    if train_config.lr_schedule == "plateau":
+        return [PlateauSchedule(monitor="val_loss", factor=train_config.lr_decay, patience=0,
+                                min_lr=train_config.learning_rate * 1e-3, verbose=1)]
+    if train_config.lr_schedule == "step":
+        def rate(epoch, current):
+            return train_config.learning_rate * train_config.lr_decay ** max(0, epoch + 1 - train_config.decay_after_epochs)
+
+        return [keras.callbacks.LearningRateScheduler(rate)]
+    return []

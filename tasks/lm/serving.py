@@ -1,0 +1,177 @@
+"""The language model as served: the raw-text tokenizer layer, the exported model, copies of the trained
+core, generation, next-token prediction and the SavedModel `serve` outputs.
+
+Use from your own code:
+
+    from tasks import load_run
+    from tasks.lm import serving
+    run = load_run("runs/lm")
+    serving.generate(run, "the market", length=20, seed=0)["text"]
+    serving.predict(run, ["the company said"])  # the 5 likeliest next tokens
+"""
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.lm.data import EOS, TokenStream, detokenize, encode, tokenize, unknown_id
+from tasks.lm.model import CORE_NAME, TOKENIZER_NAME, build_core, reset_states
+from zoo import decoding
+from zoo.errors import UserError
+from zoo.text import OOV_ID, PAD_ID
+
+WARM_UP_TOKENS = {"word": 100, "char": 300}  # context read before a prompt by stateful models
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LMTokenizer(keras.layers.Layer):
+    """Raw text (batch,) string -> token ids (batch, time) int32, right-padded with 0.
+
+    The same rules as `tokenize`/`encode`: words split on whitespace with `<eos>` per line
+    break, or single characters. The vocabulary lives in the layer config, so line breaks and
+    spaces (char level) survive saving.
+    """
+
+    def __init__(self, vocabulary, level="word", **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary = list(vocabulary)
+        self.level = level
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(self.vocabulary, dtype=tf.string),
+                tf.range(2, len(self.vocabulary) + 2, dtype=tf.int64),
+            ),
+            default_value=unknown_id(self.vocabulary),
+        )
+
+    def call(self, texts):
+        texts = tf.convert_to_tensor(texts, dtype=tf.string)
+        if self.level == "char":
+            pieces = tf.strings.unicode_split(texts, "UTF-8")
+        else:
+            pieces = tf.strings.split(tf.strings.regex_replace(texts, "\n", f" {EOS} "))
+        ids = tf.ragged.map_flat_values(self._table.lookup, pieces)
+        return tf.cast(ids.to_tensor(default_value=PAD_ID), tf.int32)
+
+    def compute_output_spec(self, texts):
+        return keras.KerasTensor((texts.shape[0], None), dtype="int32")
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary": self.vocabulary, "level": self.level}
+
+
+def export(core: keras.Model, config: Any, sizes: Mapping[str, Any], assets: Mapping[str, Any]) -> keras.Model:
+    """Raw strings (batch,) -> next-token logits (batch, time, vocab_size), zero initial state."""
+    plain = build_core(config, sizes)
+    plain.set_weights(core.get_weights())
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    token_ids = LMTokenizer(assets["vocabulary"], assets["level"], name=TOKENIZER_NAME)(texts)
+    return keras.Model(texts, plain(token_ids), name="exported_language_model")
+
+
+def warm_up_tokens(stream: TokenStream, level: str, count: Optional[int] = None) -> List[str]:
+    """The last `count` tokens of `stream` that end at a line break (the state at a sentence start).
+
+    A model trained statefully has almost never started from a zero state, so its first few
+    predictions from zeros are poor; generation first reads this context instead.
+    """
+    count = count or WARM_UP_TOKENS[level]
+    tokens = stream.tokens(max(0, len(stream) - 50 * count))
+    breaks = [position for position in range(len(tokens) - 1, -1, -1) if tokens[position] in (EOS, "\n")]
+    end = breaks[0] + 1 if breaks else len(tokens)
+    return tokens[max(0, end - count):end]
+
+
+def finish(model: keras.Model, config: Any, prepared: Any, splits: Dict[str, TokenStream]) -> Tuple[keras.Model, dict]:
+    """(the exported raw-text model, {"warm_up": tokens} for a stateful model)."""
+    state = {}
+    if config.model.stateful:
+        state["warm_up"] = warm_up_tokens(splits["train"], config.data.level)
+    return export(model, config, prepared.sizes, prepared.assets), state
+
+
+def core_copy(run: Any, batch_size: Optional[int] = None, stateful: bool = False) -> keras.Model:
+    """A copy of the run's language model with its weights, for another batch size or statefulness."""
+    core = build_core(run.config, run.sizes, batch_size=batch_size, stateful=stateful)
+    core.set_weights(run.model.get_layer(CORE_NAME).get_weights())
+    return core
+
+
+def generate(run: Any, prompt: str, length: int = 50, temperature: float = 1.0, top_k: Optional[int] = None,
+             seed: Optional[int] = None) -> dict:
+    """Continue `prompt` with `length` tokens from a batch-1 stateful copy warmed on the prompt.
+
+    A statefully trained run first reads its saved `warm_up` context (training text ending at a
+    line break), so the prompt starts a new sentence or line from a realistic state.
+
+    Returns {"prompt", "continuation", "text", "token_ids"}.
+    """
+    decoding.check_options(temperature, top_k)
+    if length < 0:
+        raise UserError(f"--length {length}: must be at least 0")
+    level = run.assets["level"]
+    vocabulary = run.assets["vocabulary"]
+    tokens = tokenize(prompt, level)
+    if not tokens:
+        # An empty prompt starts a fresh sentence (word) or line (char).
+        tokens = [EOS] if level == "word" else ["\n"]
+        if tokens[0] not in vocabulary:
+            raise UserError("--prompt is empty and the vocabulary has no start token; give a prompt")
+    ids = encode(tokens, vocabulary)
+    core = core_copy(run, batch_size=1, stateful=True)
+    reset_states(core)
+    warm_up = run.assets.get("warm_up")
+    if warm_up:
+        core(encode(warm_up, vocabulary)[None, :], training=False)
+    first = np.asarray(core(ids[None, :], training=False))[:, -1]
+
+    def step(chosen):
+        return np.asarray(core(chosen[:, None].astype("int32"), training=False))[:, -1]
+
+    generated = decoding.generate(step, first, length, temperature=temperature, top_k=top_k, seed=seed,
+                                  banned_ids=(PAD_ID, OOV_ID))[0]
+    words = [vocabulary[i - 2] for i in generated]
+    continuation = detokenize(words, level)
+    separator = " " if level == "word" and prompt and not prompt.endswith(("\n", " ")) and words and words[0] != EOS else ""
+    return {"prompt": prompt, "continuation": continuation, "text": prompt + separator + continuation,
+            "token_ids": [int(i) for i in generated]}
+
+
+def serving_outputs(run: Any, texts: tf.Tensor, top: int = 5) -> Dict[str, tf.Tensor]:
+    """SavedModel `serve` outputs: the `top` likeliest next tokens after each text, as `predict` gives them.
+
+    next_tokens (batch, top) string and scores (batch, top) float32 probabilities, from a zero
+    initial state; padding and the unknown token are never proposed. An empty text gets "" and 0.
+    """
+    model = run.model
+    token_ids = model.get_layer(TOKENIZER_NAME)(texts)
+    logits = model.get_layer(CORE_NAME)(token_ids, training=False)
+    lengths = tf.reduce_sum(tf.cast(token_ids != PAD_ID, tf.int32), axis=1)
+    last = tf.gather(logits, tf.maximum(lengths - 1, 0), batch_dims=1)
+    probabilities = tf.nn.softmax(tf.cast(last, tf.float32), axis=-1)
+    reserved = tf.one_hot(PAD_ID, tf.shape(probabilities)[1]) + tf.one_hot(OOV_ID, tf.shape(probabilities)[1])
+    probabilities = probabilities * (1.0 - reserved)
+    best = tf.math.top_k(probabilities, k=min(top, run.sizes["vocab_size"] - 2))
+    names = tf.gather(tf.constant(["", ""] + list(run.assets["vocabulary"])), best.indices)
+    empty = (lengths == 0)[:, None]
+    return {"next_tokens": tf.where(empty, "", names), "scores": tf.where(empty, 0.0, best.values)}
+
+
+def predict(run: Any, texts: Sequence[str], top: int = 5) -> List[dict]:
+    """For each text, the `top` most likely next tokens with their probabilities."""
+    vocabulary = run.assets["vocabulary"]
+    lengths = [len(tokenize(text, run.assets["level"])) for text in texts]
+    logits = np.asarray(run.model.predict(tf.constant(list(texts)), verbose=0))
+    rows = []
+    for text, length, row in zip(texts, lengths, logits):
+        if length == 0:
+            rows.append({"text": text, "next": []})
+            continue
+        probabilities = np.exp(decoding.log_softmax(row[length - 1]))
+        probabilities[[PAD_ID, OOV_ID]] = 0.0
+        best = np.argsort(-probabilities)[:top]
+        rows.append({"text": text, "next": [{"token": vocabulary[i - 2], "probability": float(probabilities[i])}
+                                            for i in best]})
+    return rows

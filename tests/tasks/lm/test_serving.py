@@ -1,0 +1,75 @@
+"""tasks.lm.serving: the tokenizer layer, the saved and exported model, prediction and generation."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks import load_run
+from tasks.lm import data, serving
+from zoo.errors import UserError
+
+
+@pytest.mark.parametrize("level,text", [("word", "the cat\nsat on mat zebra"), ("char", "To be,\n or  not!")])
+def test_tokenizer_layer_matches_python_encoding(level, text):
+    vocabulary = data.build_vocabulary(data.tokenize("the cat sat on the mat\n" + "To be or not\n", level))
+    layer = serving.LMTokenizer(vocabulary, level)
+    ids = np.asarray(layer(tf.constant([text, ""])))
+    expected = data.encode(data.tokenize(text, level), vocabulary)
+    np.testing.assert_array_equal(ids[0, : len(expected)], expected)
+    assert (ids[0, len(expected):] == 0).all() and (ids[1] == 0).all()
+    restored = serving.LMTokenizer.from_config(json.loads(json.dumps(layer.get_config())))
+    np.testing.assert_array_equal(np.asarray(restored(tf.constant([text]))), ids[:1, : len(expected)])
+
+
+def test_saved_model_reloads_and_predicts_identically(ptb_run, tmp_path):
+
+    run = load_run(ptb_run)
+    texts = tf.constant(["the market fell\n the company said", "stocks"])
+    before = np.asarray(run.model(texts))
+    path = str(tmp_path / "again.keras")
+    run.model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(path)(texts)), before, atol=1e-6)
+    # The exported model (raw text) agrees with the core model on the same ids.
+    ids = data.encode(data.tokenize("stocks", "word"), run.assets["vocabulary"])
+    np.testing.assert_allclose(np.asarray(serving.core_copy(run)(ids[None]))[0], before[1, :1], atol=1e-5)
+    rows = serving.predict(run, ["the market", "stocks"])
+    probabilities = [item["probability"] for item in rows[1]["next"]]
+    assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+    best = np.asarray(serving.core_copy(run)(ids[None]))[0, -1, 2:].argmax() + 2
+    assert rows[1]["next"][0]["token"] == run.assets["vocabulary"][best - 2]
+
+
+def test_generate_cli_round_trip_is_reproducible(ptb_run, cli):
+
+    command = cli("generate.py", ptb_run, "--prompt", "the market", "--length", "12", "--seed", "5",
+                  "--top-k", "10", "--json")
+    assert command.returncode == 0, command.stderr[-2000:]
+    result = json.loads(command.stdout)
+    assert result["text"].startswith("the market ") and len(result["token_ids"]) == 12
+    assert min(result["token_ids"]) >= 2  # never padding or the reserved out-of-vocabulary id
+    run = load_run(ptb_run)
+    assert serving.generate(run, "the market", length=12, seed=5, top_k=10) == result  # same seed, same text
+    other = serving.generate(run, "the market", length=12, seed=6, top_k=10)
+    assert other["token_ids"] != result["token_ids"]
+    with pytest.raises(UserError, match="--temperature"):
+        serving.generate(run, "the market", temperature=-1.0)
+
+
+def test_generation_warms_the_state_on_the_prompt(ptb_run):
+    """Greedy continuation from a batch-1 stateful copy equals re-running the full text each step."""
+
+    run = load_run(ptb_run)
+    generated = serving.generate(run, "the company said", length=6, temperature=0)
+    vocabulary = run.assets["vocabulary"]
+    warm_up = run.assets["warm_up"]
+    assert len(warm_up) == 100 and warm_up[-1] == "<eos>"
+    plain = serving.core_copy(run)
+    ids = list(data.encode(warm_up + data.tokenize("the company said", "word"), vocabulary))
+    for _ in range(6):
+        logits = np.array(plain(np.array([ids], dtype="int32")))[0, -1]
+        logits[[0, 1]] = -np.inf
+        ids.append(int(logits.argmax()))
+    assert generated["token_ids"] == ids[-6:]
