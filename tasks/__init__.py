@@ -17,7 +17,7 @@ TASKS: Dict[str, str] = {
     "pos": "tasks.pos",
     "ner": "tasks.ner",
     "lm": "tasks.lm",
-    "captioning": "tasks.captioning",
+    "captioning": "tasks.captioning.task",
 }
 
 
