@@ -34,17 +34,16 @@ import functools
 import json
 import os
 import re
-from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from tasks.captioning import layout
+from tasks.captioning.config import Config, DataConfig
 from zoo import images
 from zoo.data import files, sources
 from zoo.errors import UserError
 
-if TYPE_CHECKING:  # the configs live in task.py, which imports this module
-    from tasks.captioning.task import Config, DataConfig
 
 IMAGE_HEADERS = ("image", "image_name", "image_file", "filename", "file_name", "file", "image_path", "path", "img",
                  "photo", "image_id")
@@ -177,7 +176,7 @@ def _column(option: str, header: Optional[list], known: tuple, key: str, path: s
     raise UserError(f"data.{key}={option!r}: {path} has no such column ({where})")
 
 
-def _table_entries(path: str, data: "DataConfig") -> List[Entry]:
+def _table_entries(path: str, data: DataConfig) -> List[Entry]:
     """A table, one row per caption; the first row is a header unless it already holds an image name."""
     rows = [(number, line) for number, line in files.lines(path, data.encoding) if line.strip()]
     delimiter = next((candidate for candidate in "\t|,;" if candidate in rows[0][1]), None)
@@ -240,7 +239,7 @@ def _caption_cell(text: str) -> List[str]:
     return [text]
 
 
-def _caption_set(path: str, entries: List[Entry], config: "Config", location: Optional[dict]) -> CaptionSet:
+def _caption_set(path: str, entries: List[Entry], config: Config, location: Optional[dict]) -> CaptionSet:
     """The entries whose image file exists (the others are counted), every file checked; see `images.image_problem`."""
     folder, tried = layout.find_image_folder(path, entries, config.data, location)
     found = [images.find_file(folder, entry.names) if folder and entry.captions else None for entry in entries]
@@ -263,7 +262,7 @@ def _caption_set(path: str, entries: List[Entry], config: "Config", location: Op
                       splits if any(split is not None for split in splits) else None)
 
 
-def read_file(path: str, config: "Config", location: Optional[dict] = None) -> CaptionSet:
+def read_file(path: str, config: Config, location: Optional[dict] = None) -> CaptionSet:
     """Every image of one caption file (any format of the module docstring) that has captions and a file."""
     encoding = config.data.encoding
     kind = _file_kind(path, encoding)
@@ -280,7 +279,7 @@ def read_file(path: str, config: "Config", location: Optional[dict] = None) -> C
     return _caption_set(path, entries, config, location)
 
 
-def read_tfds(name: str, split: str, config: "Config") -> CaptionSet:
+def read_tfds(name: str, split: str, config: Config) -> CaptionSet:
     """One tfds split: captions and file names are read now; the images stay in the dataset, streamed per pass."""
     import tensorflow_datasets as tfds
 
@@ -308,7 +307,7 @@ def read_tfds(name: str, split: str, config: "Config") -> CaptionSet:
     return CaptionSet(images.StreamedImages(encoded, len(captions), where), captions, names, where)
 
 
-def complete_splits(parts: Dict[str, CaptionSet], config: "Config") -> Dict[str, CaptionSet]:
+def complete_splits(parts: Dict[str, CaptionSet], config: Config) -> Dict[str, CaptionSet]:
     """{"train", "validation", "test"} from the parts read: split fields first, then carving, then the limits.
 
     A part with split fields (see layout.SPLIT_NAMES) given as train places its images in every split that no

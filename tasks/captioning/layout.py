@@ -3,14 +3,13 @@
 import collections
 import os
 import re
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import Dict, Optional
 
+from tasks.captioning.config import DataConfig
 from zoo import images
 from zoo.data import files, sources
 from zoo.errors import UserError
 
-if TYPE_CHECKING:  # the configs live in task.py
-    from tasks.captioning.task import DataConfig
 
 LOCAL_FOLDER = "flickr8k"
 TFDS_NAME = "coco_captions"
@@ -42,7 +41,7 @@ def token_file_beside(path: str) -> str:
                     f"(e.g. {TOKEN_FILE}); none found")
 
 
-def find_image_folder(path: str, entries: list, data: "DataConfig", location: Optional[dict]):
+def find_image_folder(path: str, entries: list, data: DataConfig, location: Optional[dict]):
     """(the folder holding most of the entries' images or None, the candidate folders tried); see data.py."""
     if data.image_dir != "auto":
         base = data.image_dir

@@ -14,15 +14,14 @@ seeds greedy and beam search at inference. Trained with teacher forcing (see pre
 Every layer name is a constant here; serving.py finds the trained layers by these names.
 """
 
-from typing import TYPE_CHECKING, Mapping, Tuple
+from typing import Mapping, Tuple
 
 import keras
 
+from tasks.captioning.config import Config
 from zoo import images, recurrent
 from zoo.training import make_optimizer
 
-if TYPE_CHECKING:  # the configs live in task.py, which imports this module
-    from tasks.captioning.task import Config
 
 IMAGE_INPUT = "image"  # the trainable model's inputs (also the keys of a training batch)
 CAPTION_IDS_INPUT = "caption_ids"
@@ -76,7 +75,7 @@ def decoder_rnn_name(index: int) -> str:
     return f"{DECODER_RNN}_{index + 1}"
 
 
-def build_image_encoder(config: "Config") -> keras.Model:
+def build_image_encoder(config: Config) -> keras.Model:
     """pixels (batch, S, S, 3) in [0, 255] -> image feature (batch, features), per `model.encoder`."""
     if config.model.encoder == "cnn":
         return images.build_cnn_encoder(config.data.image_size, config.model.cnn_filters, name=IMAGE_ENCODER)
@@ -84,7 +83,7 @@ def build_image_encoder(config: "Config") -> keras.Model:
                                          name=IMAGE_ENCODER)
 
 
-def build_model(config: "Config", sizes: Mapping[str, int]) -> keras.Model:
+def build_model(config: Config, sizes: Mapping[str, int]) -> keras.Model:
     """The trainable model: {"image": float32 (images, S, S, 3) in [0, 255], "caption_ids": int32
     (images * captions_per_image, time), 0-padded, starting with <start>} -> (images * captions_per_image,
     time, vocab_size) next-word logits.
@@ -113,7 +112,7 @@ def build_model(config: "Config", sizes: Mapping[str, int]) -> keras.Model:
     return keras.Model({IMAGE_INPUT: image, CAPTION_IDS_INPUT: caption_ids}, logits, name=MODEL_NAME)
 
 
-def compile_model(model: keras.Model, config: "Config", sizes: Mapping[str, int]) -> None:
+def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, int]) -> None:
     """Adam (zoo.training.make_optimizer), cross-entropy on the logits, token accuracy."""
     # The embedding mask (pad id 0) reaches the logits, so Keras leaves padded steps out of loss and accuracy.
     model.compile(

@@ -7,11 +7,12 @@ Training decodes and resizes images in parallel; `data.cache_images` (auto: when
 
 import collections
 import re
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tasks.captioning.config import Config
 from tasks.captioning.data import CaptionSet
 from tasks.captioning.model import CAPTION_IDS_INPUT, IMAGE_INPUT
 from zoo import images
@@ -19,12 +20,9 @@ from zoo.data import pipeline
 from zoo.errors import UserError
 from zoo.text import OOV_ID, PAD_ID, ranked_tokens
 
-if TYPE_CHECKING:  # the configs live in task.py, which imports this module
-    from tasks.captioning.task import Config
 
 START_ID, END_ID = 2, 3  # after zoo.text's PAD_ID 0 and OOV_ID 1
 START, END = "<start>", "<end>"
-CACHE_CHOICES = ("auto", "memory", "none")
 CACHE_LIMIT_BYTES = 1 << 30  # data.cache_images=auto keeps decoded training pixels in memory below this
 STREAM_SHUFFLE_BUFFER = 1024  # encoded images (~160 KB each for COCO) shuffled at a time from a stream
 
@@ -80,14 +78,14 @@ def teacher_forcing(pixels: tf.Tensor, caption_ids: tf.Tensor):
     return {IMAGE_INPUT: tf.cast(pixels, tf.float32), CAPTION_IDS_INPUT: inputs}, flat[:, 1:]
 
 
-def cache_in_memory(config: "Config", count: int) -> bool:
+def cache_in_memory(config: Config, count: int) -> bool:
     """Whether the decoded training pixels are kept in memory after the first epoch (`data.cache_images`)."""
     if config.data.cache_images != "auto":
         return config.data.cache_images == "memory"
     return count * config.data.image_size ** 2 * 3 < CACHE_LIMIT_BYTES
 
 
-def caption_dataset(part: CaptionSet, vocabulary: List[str], config: "Config", seed: Optional[int] = None,
+def caption_dataset(part: CaptionSet, vocabulary: List[str], config: Config, seed: Optional[int] = None,
                     stream: bool = False):
     """A CaptionSet -> batches of ({"image", "caption_ids"}, targets); see `teacher_forcing` for shapes.
 

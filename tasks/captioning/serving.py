@@ -8,19 +8,18 @@ Its CaptionDecoder steps the trained model's own layers (word embedding, recurre
 predict gives `{"image", "error"}` for an image it cannot read and captions the others.
 """
 
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tasks.captioning import model as model_lib
+from tasks.captioning.config import Config
 from tasks.captioning.preprocessing import END_ID, START, START_ID
 from zoo import decoding, images, recurrent
 from zoo.text import OOV_ID, PAD_ID
 
-if TYPE_CHECKING:  # the configs live in task.py, which imports this module
-    from tasks.captioning.task import Config
 
 BATCH_IMAGES = 64  # images decoded and captioned at a time in finish, evaluate and predict
 
@@ -56,7 +55,7 @@ class CaptionDecoder(keras.layers.Layer):
         self.words = tf.constant(["", "", START, ""] + self.vocabulary[2:], dtype=tf.string)
 
     @classmethod
-    def from_model(cls, model: keras.Model, config: "Config", vocabulary: Sequence[str], **kwargs) -> "CaptionDecoder":
+    def from_model(cls, model: keras.Model, config: Config, vocabulary: Sequence[str], **kwargs) -> "CaptionDecoder":
         """The decoder of a trained model (model.build_model), made of that model's layer objects."""
         cells = [model.get_layer(model_lib.decoder_rnn_name(index)).cell for index in range(config.model.num_layers)]
         return cls(vocabulary, config.model.cell, config.data.max_caption_length,
@@ -94,7 +93,8 @@ class CaptionDecoder(keras.layers.Layer):
     def step(self, token_ids, states):
         """token ids (batch,), flat states -> (logits (batch, vocab), new flat states)."""
         per_layer = model_lib.state_count(self.cell)
-        x = self.embedding(tf.cast(token_ids, tf.int32))
+        # tf.identity drops the mask that the trained embedding (mask_zero) attaches: one step has no padding.
+        x = tf.identity(self.embedding(tf.cast(token_ids, tf.int32)))
         new_states = []
         for index, cell in enumerate(self.cells):
             layer_states = list(states[index * per_layer:(index + 1) * per_layer])
@@ -151,7 +151,7 @@ class CaptionDecoder(keras.layers.Layer):
 
 
 
-def export(model: keras.Model, config: "Config", assets: Dict[str, Any]) -> keras.Model:
+def export(model: keras.Model, config: Config, assets: Dict[str, Any]) -> keras.Model:
     """Encoded image bytes (batch,) tf.string -> {"caption": tf.string (batch,), "score": float32 (batch,)}.
 
     Made of the trained model's layer objects: its image encoder, initial-state projections and, in the
@@ -192,7 +192,7 @@ def greedy_captions(exported: keras.Model, encoded: Sequence[bytes],
     return captions, scores
 
 
-def beam_captions(exported: keras.Model, initial_states: List[np.ndarray], vocabulary: List[str], config: "Config",
+def beam_captions(exported: keras.Model, initial_states: List[np.ndarray], vocabulary: List[str], config: Config,
                   batch_size: int = BATCH_IMAGES) -> Tuple[List[str], List[float]]:
     """Beam search (`model.beam_width`) from first-layer initial states [(n, units), ...] -> (captions,
     normalized scores)."""
@@ -219,7 +219,7 @@ def beam_captions(exported: keras.Model, initial_states: List[np.ndarray], vocab
     return captions, scores
 
 
-def caption_batch(exported: keras.Model, encoded: Sequence[bytes], vocabulary: List[str], config: "Config") -> dict:
+def caption_batch(exported: keras.Model, encoded: Sequence[bytes], vocabulary: List[str], config: Config) -> dict:
     """One batch of encoded images -> features, greedy captions and scores (the exported model's decoder on the
     same states, so each image is decoded and encoded once), beam captions and scores."""
     features, initial = image_features(exported, encoded, batch_size=len(encoded))
