@@ -17,7 +17,7 @@ TASKS: Dict[str, str] = {
     "pos": "tasks.pos",
     "ner": "tasks.ner",
     "lm": "tasks.lm.task",
-    "captioning": "tasks.captioning",
+    "captioning": "tasks.captioning.task",
 }
 
 
@@ -79,7 +79,7 @@ class Task(Protocol):
         """Loss, metrics and optimizer."""
 
     def finish(self, model: Any, config: Any, prepared: Any, splits: Dict[str, Any]) -> Tuple[Any, dict]:
-        """(the exported keras.Model taking raw inputs, extra state for assets.json)."""
+        """(the exported keras.Model taking raw inputs, extra state for assets.json; numpy arrays in it go to NAME.npy)."""
 
     def evaluate(self, run: Any, part: Any, split: str = "test") -> Dict[str, Any]:
         """JSON-serializable metrics over every example of `part`; an optional "report" string."""

@@ -423,13 +423,13 @@ def test_benchmark_cli_compares_stateful_and_stateless_lm_end_to_end(cli, data_e
 
 
 def test_the_captioning_quality_key_is_what_captioning_evaluation_returns():
-    from tasks import captioning
+    from tasks.captioning import evaluate as caption_evaluation
 
     quality = cells.quality_for("captioning")
     assert quality.test_key == "bleu_4" and quality.higher_is_better
     # evaluate() merges caption_metrics(beam captions) into its top-level results
-    metrics = captioning.caption_metrics(["a dog runs on the grass", "a man rides a bike"],
-                                         [["a dog runs on the grass", "a brown dog runs"], ["a man rides a bike"]])
+    metrics = caption_evaluation.caption_metrics(["a dog runs on the grass", "a man rides a bike"],
+                                                 [["a dog runs on the grass", "a brown dog runs"], ["a man rides a bike"]])
     assert quality.test_key in metrics and isinstance(metrics[quality.test_key], float)
     assert metrics[quality.test_key] == pytest.approx(100.0)
 
@@ -437,7 +437,7 @@ def test_the_captioning_quality_key_is_what_captioning_evaluation_returns():
 def _caption_batches(images=4, per_image=2, batch=2):
     import tensorflow as tf
 
-    from tasks import captioning
+    from tasks.captioning import preprocessing
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, size=(images, 16, 16, 3)).astype("float32")
@@ -445,8 +445,8 @@ def _caption_batches(images=4, per_image=2, batch=2):
     for image in range(images):
         for slot in range(per_image):
             length = 2 + (image + slot) % 3
-            ids[image, slot, : length + 2] = [captioning.START_ID, *rng.integers(4, 20, size=length), captioning.END_ID]
-    dataset = tf.data.Dataset.from_tensor_slices((pixels, ids)).batch(batch).map(captioning.teacher_forcing)
+            ids[image, slot, : length + 2] = [preprocessing.START_ID, *rng.integers(4, 20, size=length), preprocessing.END_ID]
+    dataset = tf.data.Dataset.from_tensor_slices((pixels, ids)).batch(batch).map(preprocessing.teacher_forcing)
     return dataset
 
 
@@ -465,7 +465,7 @@ def test_one_captioning_example_is_an_image_with_its_caption_rows():
 
 
 def test_measurements_run_on_a_captioning_model():
-    from tasks import captioning
+    from tasks.captioning import task as captioning
     from zoo import config as config_lib
 
     config = config_lib.apply_overrides(captioning.Config(), {

@@ -6,6 +6,7 @@ A run directory holds:
                    or that it was carved from train; the reading options; example counts
     sizes.json     sizes that came from the data (vocabulary size, classes, ...)
     assets.json    vocabulary, label names and task state (e.g. a tuned threshold)
+    NAME.npy       a numpy array of the task state, too large for JSON (see write_arrays)
     model.keras    the exported model, which takes raw inputs
     strategy.json  where it trained: the tf.distribute strategy, replicas, workers, dtype policy
     history.csv    per-epoch training log (appended across resumes); logs/ for TensorBoard
@@ -18,6 +19,7 @@ import shutil
 from typing import Any, Callable, Optional
 
 import keras
+import numpy as np
 
 from zoo import config as config_lib
 from zoo import faults, rundir
@@ -91,6 +93,19 @@ def load(run_dir: str, get_task: Callable[[str], Any]) -> Run:
         _read_run_file(run_dir, "assets.json"),
         _read_run_file(run_dir, sources.SOURCE_FILE, required=False),
     )
+
+
+def write_arrays(run_dir: str, state: dict) -> dict:
+    """Write each numpy array of a task's `finish` state to `run_dir/NAME.npy` (NAME: its key); returns the
+    rest of the state, for assets.json. The task reads them back with np.load(os.path.join(run.directory, ...))."""
+    rest = {}
+    for name, value in state.items():
+        if isinstance(value, np.ndarray):
+            with atomic_path(os.path.join(run_dir, f"{name}.npy")) as temporary:
+                np.save(temporary, value)
+        else:
+            rest[name] = value
+    return rest
 
 
 def _data_key(record):
@@ -226,7 +241,7 @@ def _train_into(task, task_name, config, prepared, splits, source, run_dir, plac
 
     # The run's files are rewritten whole on every (re)run, so a kill between any two of them is harmless.
     exported, state = task.finish(model, config, prepared, splits)
-    assets = {**prepared.assets, **state}
+    assets = {**prepared.assets, **write_arrays(run_dir, state)}
     atomic_write_json(os.path.join(run_dir, "assets.json"), assets)
     with atomic_path(os.path.join(run_dir, "model.keras")) as temporary:
         exported.save(temporary)

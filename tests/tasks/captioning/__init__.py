@@ -1,0 +1,1 @@
+"""Tests of the image captioning family (tasks/captioning/)."""
