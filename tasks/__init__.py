@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 TASKS: Dict[str, str] = {
     "sentiment": "tasks.sentiment",
     "spam": "tasks.spam",
-    "pos": "tasks.pos",
-    "ner": "tasks.ner",
+    "pos": "tasks.tagging.pos",
+    "ner": "tasks.tagging.ner",
     "lm": "tasks.lm.task",
     "captioning": "tasks.captioning.task",
 }

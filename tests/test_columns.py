@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from tasks import get_task, ner
+from tasks import get_task
+from tasks.tagging import ner
 from zoo.data import columns, schemes
 from zoo.data.columns import ColumnOptions
 from zoo.errors import UserError

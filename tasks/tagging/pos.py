@@ -2,9 +2,9 @@
 
 Use from your own code:
 
-    from tasks.pos import Config, build_model
+    from tasks.tagging.pos import Config, build_model
     model = build_model(Config(), {"vocab_size": 20000, "char_vocab_size": 100, "first_rare_id": 9000, "num_tags": 17})
-    # model: {"word_ids", "char_ids", "casing_ids"} (see zoo.tagging.TokenFeatures) -> (batch, time, 17)
+    # model: {"word_ids", "char_ids", "casing_ids"} (see tasks.tagging.features.TokenFeatures) -> (batch, time, 17)
 
 Data (zoo.data.sources): `--train-file F [--validation-file F] [--test-file F]`, `--data PATH` (a
 file, or a folder whose file names say the split, e.g. *-ud-{train,dev,test}.conllu), then
@@ -14,11 +14,18 @@ file (zoo.data.columns.ColumnOptions: token and tag columns by index, `#` commen
 """
 
 import dataclasses
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from zoo import tagging
+import keras
+
+# serving imports every module that defines a layer of the saved models (features, model, zoo.crf).
+from tasks.tagging import pipeline, serving
+from tasks.tagging.metrics import pos_metrics
+from tasks.tagging.model import TaggerConfig, build_tagger, compile_tagger
 from zoo.data import sources
+from zoo.data.columns import TaggedSentences
 from zoo.metrics import Quality
-from zoo.training import TrainConfig
+from zoo.training import Prepared, TrainConfig
 
 CATALOG = sources.Catalog(
     folder="ud_english_ewt",
@@ -29,7 +36,7 @@ CATALOG = sources.Catalog(
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig(tagging.TaggingDataConfig):
+class DataConfig(pipeline.TaggingDataConfig):
     """ColumnOptions' tag_column "auto" is UPOS (17 universal tags) in CoNLL-U; "xpos" gives Penn Treebank tags."""
 
 
@@ -37,7 +44,7 @@ class DataConfig(tagging.TaggingDataConfig):
 class Config:
     data: DataConfig = DataConfig()
     # A char BiLSTM over each word: +0.24 test accuracy over the char CNN, mostly on unknown words (README).
-    model: tagging.TaggerConfig = tagging.TaggerConfig(char_encoder="lstm")
+    model: TaggerConfig = TaggerConfig(char_encoder="lstm")
     # The validation loss turns up while accuracy still improves (confident errors): select by accuracy.
     train: TrainConfig = TrainConfig(epochs=30, batch_size=32, patience=3, monitor="val_accuracy")
 
@@ -51,54 +58,54 @@ QUALITY = Quality("accuracy", True, "val_accuracy")  # the headline metric (task
 BENCHMARK_OVERRIDES = {}
 
 
-def catalog(config):
+def catalog(config: Config) -> sources.Catalog:
     return CATALOG
 
 
-def read_file(path, config, location=None):
-    return tagging.read_tagged_file(path, config)
+def read_file(path: str, config: Config, location: Optional[dict] = None) -> TaggedSentences:
+    return pipeline.read_tagged_file(path, config)
 
 
-def read_tfds(name, split, config):
+def read_tfds(name: str, split: str, config: Config) -> TaggedSentences:
     tag = "xpos" if config.data.tag_column == "xpos" else "upos"
-    return tagging.read_tfds_tagged(name, split, tag, sources.offline_hint(CATALOG))
+    return pipeline.read_tfds_tagged(name, split, tag, sources.offline_hint(CATALOG))
 
 
-def complete_splits(parts, config):
+def complete_splits(parts: Dict[str, TaggedSentences], config: Config) -> Dict[str, TaggedSentences]:
     """{"train", "validation", "test"} (validation = the treebank's dev file); missing ones carved from train."""
-    return tagging.complete_splits(parts, config)
+    return pipeline.complete_splits(parts, config)
 
 
-def prepare(config, splits):
-    return tagging.prepare(config, splits)
+def prepare(config: Config, splits: Dict[str, TaggedSentences]) -> Prepared:
+    return pipeline.prepare(config, splits)
 
 
-def build_model(config, sizes):
+def build_model(config: Config, sizes: Mapping[str, int]) -> keras.Model:
     """Token features -> (batch, time, num_tags) tag probabilities (or CRF emissions with model.output=crf)."""
-    return tagging.build_tagger(config, sizes)
+    return build_tagger(config, sizes)
 
 
-def compile_model(model, config, sizes):
-    tagging.compile_tagger(model, config)
+def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, int]) -> None:
+    compile_tagger(model, config)
 
 
-def finish(model, config, prepared, splits):
+def finish(model: keras.Model, config: Config, prepared: Prepared, splits: Dict[str, TaggedSentences]) -> Tuple[keras.Model, dict]:
     """The exported model (raw sentences -> tag names per token); no extra state."""
-    return tagging.export(model, config, prepared.assets), {}
+    return serving.export(model, config, prepared.assets), {}
 
 
-def evaluate(run, part, split="test"):
-    predicted = tagging.tag_sentences(run.model, part.tokens)
-    return tagging.pos_metrics(part, predicted, run.assets["vocabulary"], run.config)
+def evaluate(run: Any, part: TaggedSentences, split: str = "test") -> Dict[str, Any]:
+    predicted = serving.tag_sentences(run.model, part.tokens)
+    return pos_metrics(part, predicted, run.assets["vocabulary"], run.config)
 
 
-def predict(run, sentences):
-    return tagging.predictions(run.model, sentences)
+def predict(run: Any, sentences: Sequence[str]) -> List[dict]:
+    return serving.predictions(run.model, sentences)
 
 
-def serving_outputs(run, sentences):
-    """SavedModel `serve` outputs: tokens, tags and their scores (see zoo.tagging.serving_outputs)."""
-    return tagging.serving_outputs(run.model, sentences)
+def serving_outputs(run: Any, sentences: Any) -> Dict[str, Any]:
+    """SavedModel `serve` outputs: tokens, tags and their scores (see tasks.tagging.serving.serving_outputs)."""
+    return serving.serving_outputs(run.model, sentences)
 
 
-format_predictions = tagging.format_predictions
+format_predictions = serving.format_predictions

@@ -2,10 +2,10 @@
 
 Use from your own code:
 
-    from tasks.ner import Config, build_model
+    from tasks.tagging.ner import Config, build_model
     model = build_model(Config(), {"vocab_size": 20000, "char_vocab_size": 100, "first_rare_id": 9000, "num_tags": 9})
-    # model: {"word_ids", "char_ids", "casing_ids"} (see zoo.tagging.TokenFeatures) -> (batch, time, 9)
-    # CRF emissions by default; the layer named "crf" holds the transitions and decodes.
+    # model: {"word_ids", "char_ids", "casing_ids"} (see tasks.tagging.features.TokenFeatures) -> (batch, time, 9)
+    # CRF emissions by default; the layer named tasks.tagging.model.CRF_LAYER holds the transitions and decodes.
 
 Data (zoo.data.sources): `--train-file F [--validation-file F] [--test-file F]`, `--data PATH` (a
 file, or a folder whose file names say the split: {train,valid,test}.txt, eng.train/testa/testb,
@@ -18,12 +18,19 @@ The network learns IOB2 tags, or IOBES ones with data.train_scheme=iobes; the ex
 """
 
 import dataclasses
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from zoo import tagging
-from zoo.data import columns, schemes, sources
+import keras
+
+# serving imports every module that defines a layer of the saved models (features, model, zoo.crf).
+from tasks.tagging import pipeline, serving
+from tasks.tagging.metrics import entity_metrics
+from tasks.tagging.model import TaggerConfig, build_tagger, compile_tagger
+from zoo.data import schemes, sources
+from zoo.data.columns import TaggedSentences
 from zoo.errors import UserError
 from zoo.metrics import Quality
-from zoo.training import TrainConfig
+from zoo.training import Prepared, TrainConfig
 
 CATALOG = sources.Catalog(
     folder="conll2003",
@@ -35,7 +42,7 @@ TRAIN_SCHEMES = ("iob2", "iobes")
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig(tagging.TaggingDataConfig):
+class DataConfig(pipeline.TaggingDataConfig):
     tag_scheme: str = sources.reading_option("auto")  # the files' scheme: auto, iob1, iob2 or iobes
     # The tags the network learns. IOBES gives entity ends and single-token entities their own tags;
     # the exported model maps them back (S- -> B-, E- -> I-), so it outputs IOB2 either way.
@@ -52,7 +59,7 @@ class DataConfig(tagging.TaggingDataConfig):
 @dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = DataConfig()
-    model: tagging.TaggerConfig = tagging.TaggerConfig(output="crf")
+    model: TaggerConfig = TaggerConfig(output="crf")
     # The CRF loss sums over a sentence's tokens, so its gradients run larger than a per-token loss's.
     train: TrainConfig = TrainConfig(epochs=20, batch_size=32, patience=4, clipnorm=5.0, monitor="val_accuracy")
 
@@ -66,65 +73,65 @@ QUALITY = Quality("f1", True, "val_loss")  # the headline metric (tasks.Task)
 BENCHMARK_OVERRIDES = {}
 
 
-def catalog(config):
+def catalog(config: Config) -> sources.Catalog:
     return CATALOG
 
 
-def read_file(path, config, location=None):
+def read_file(path: str, config: Config, location: Optional[dict] = None) -> TaggedSentences:
     """A column file in IOB2; chunk tags (B-NP, ...) read from a file without entities are refused."""
-    sentences = tagging.read_tagged_file(path, config, schemes.is_entity_tag)
+    sentences = pipeline.read_tagged_file(path, config, schemes.is_entity_tag)
     schemes.convert_to_iob2(sentences, config.data.tag_scheme)
     schemes.check_entity_types(sentences)
     return sentences
 
 
-def read_tfds(name, split, config):
-    sentences = tagging.read_tfds_tagged(name, split, "ner", sources.offline_hint(CATALOG))
+def read_tfds(name: str, split: str, config: Config) -> TaggedSentences:
+    sentences = pipeline.read_tfds_tagged(name, split, "ner", sources.offline_hint(CATALOG))
     schemes.convert_to_iob2(sentences, config.data.tag_scheme)
     return sentences
 
 
-def complete_splits(parts, config):
+def complete_splits(parts: Dict[str, TaggedSentences], config: Config) -> Dict[str, TaggedSentences]:
     """{"train", "validation", "test"} in IOB2 (validation = CoNLL testa); missing ones carved from train."""
-    return tagging.complete_splits(parts, config)
+    return pipeline.complete_splits(parts, config)
 
 
-def prepare(config, splits):
-    """Vocabularies and datasets (zoo.tagging.prepare), on IOBES tags with data.train_scheme=iobes."""
+def prepare(config: Config, splits: Dict[str, TaggedSentences]) -> Prepared:
+    """Vocabularies and datasets (tasks.tagging.pipeline.prepare), on IOBES tags with data.train_scheme=iobes."""
     if config.data.train_scheme == "iobes":
-        splits = {name: columns.TaggedSentences(part.tokens, [schemes.iob2_to_iobes(tags) for tags in part.tags],
-                                                 part.source, part.lines) for name, part in splits.items()}
-    return tagging.prepare(config, splits)
+        splits = {name: TaggedSentences(part.tokens, [schemes.iob2_to_iobes(tags) for tags in part.tags],
+                                         part.source, part.lines) for name, part in splits.items()}
+    return pipeline.prepare(config, splits)
 
 
-def build_model(config, sizes):
+def build_model(config: Config, sizes: Mapping[str, int]) -> keras.Model:
     """Token features -> (batch, time, num_tags) CRF emissions (tag probabilities with model.output=softmax)."""
-    return tagging.build_tagger(config, sizes)
+    return build_tagger(config, sizes)
 
 
-def compile_model(model, config, sizes):
-    tagging.compile_tagger(model, config)
+def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, int]) -> None:
+    compile_tagger(model, config)
 
 
-def finish(model, config, prepared, splits):
+def finish(model: keras.Model, config: Config, prepared: Prepared, splits: Dict[str, TaggedSentences]) -> Tuple[keras.Model, dict]:
     """The exported model (raw sentences -> IOB2 tag names per token); no extra state."""
     # Identity for IOB2 training tags; IOBES ones are renamed S- -> B-, E- -> I-.
     output_tags = schemes.iobes_to_iob2(prepared.assets["tags"])
-    return tagging.export(model, config, prepared.assets, tag_names=output_tags), {}
+    return serving.export(model, config, prepared.assets, tag_names=output_tags), {}
 
 
-def evaluate(run, part, split="test"):
-    predicted = tagging.tag_sentences(run.model, part.tokens)
-    return tagging.entity_metrics(part, predicted)
+def evaluate(run: Any, part: TaggedSentences, split: str = "test") -> Dict[str, Any]:
+    predicted = serving.tag_sentences(run.model, part.tokens)
+    return entity_metrics(part, predicted)
 
 
-def predict(run, sentences):
-    return tagging.predictions(run.model, sentences)
+def predict(run: Any, sentences: Sequence[str]) -> List[dict]:
+    return serving.predictions(run.model, sentences)
 
 
-def serving_outputs(run, sentences):
-    """SavedModel `serve` outputs: tokens, tags and their scores (see zoo.tagging.serving_outputs)."""
-    return tagging.serving_outputs(run.model, sentences)
+def serving_outputs(run: Any, sentences: Any) -> Dict[str, Any]:
+    """SavedModel `serve` outputs: tokens, tags and their scores (see tasks.tagging.serving.serving_outputs)."""
+    return serving.serving_outputs(run.model, sentences)
 
 
-format_predictions = tagging.format_predictions
+format_predictions = serving.format_predictions

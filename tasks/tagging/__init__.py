@@ -1,0 +1,1 @@
+"""Sequence tagging, one tag per token: the POS and NER tasks and what they share (features, model, pipeline, serving, metrics)."""

@@ -1,0 +1,1 @@
+"""Tests of the tagging family (tasks/tagging/): one module per source module."""
