@@ -4,7 +4,7 @@ the training callbacks (state resets, unigram output bias, learning-rate schedul
 Use from your own code:
 
     from tasks.lm.model import build_core
-    from tasks.lm.task import Config
+    from tasks.lm.config import Config
     model = build_core(Config(), {"vocab_size": 10002})
     # model: int32 token ids (batch, time) -> (batch, time, vocab_size) next-token logits
 
@@ -22,7 +22,7 @@ from zoo.recurrent import make_layer
 from zoo.resume import Resumable
 
 if TYPE_CHECKING:
-    from tasks.lm.task import Config, LMTrainConfig
+    from tasks.lm.config import Config, LMTrainConfig
 
 # The one place each layer name the code looks up is written.
 CORE_NAME = "language_model"  # the core keras.Model inside the exported model
@@ -30,8 +30,6 @@ TIED_EMBEDDING_NAME = "tied_embedding"
 LOGITS_NAME = "logits"  # the untied output projection
 TOKENIZER_NAME = "tokenizer"  # the LMTokenizer of the exported model (tasks.lm.serving)
 
-SCHEDULES = ("constant", "plateau", "step")
-OPTIMIZERS = ("adam", "sgd")
 
 
 @keras.saving.register_keras_serializable(package="zoo")
