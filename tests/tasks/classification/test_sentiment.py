@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks import sentiment
+from tasks.classification import sentiment
 from tests.conftest import load_splits
-from zoo import classification
+from tasks.classification import model as classification
 
 # Small enough for CI, large enough that a BiLSTM learns something real.
 SLICE = [
@@ -121,7 +121,7 @@ def test_exported_model_round_trip_takes_raw_strings(tmp_path):
 
 
 def test_build_model_is_importable_with_documented_signature():
-    from tasks.sentiment import Config, build_model
+    from tasks.classification.sentiment import Config, build_model
 
     model = build_model(Config(), {"vocab_size": 100, "num_classes": 2})
     ids = np.array([[5, 6, 7, 0], [8, 9, 0, 0]], dtype="int32")

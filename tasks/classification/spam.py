@@ -2,7 +2,7 @@
 
 Use from your own code:
 
-    from tasks.spam import Config, build_model
+    from tasks.classification.spam import Config, build_model
     model = build_model(Config(), {"vocab_size": 5000, "num_classes": 2})
     # model: int32 token ids (batch, time), 0-padded on the right -> (batch, 1) P(spam)
 
@@ -35,7 +35,7 @@ from typing import Optional
 
 import numpy as np
 
-from zoo import classification
+from tasks.classification import model as classification
 from zoo import metrics as metrics_lib
 from zoo.data import files, sources, tables
 from zoo.data.tables import TableOptions

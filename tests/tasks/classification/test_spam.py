@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from tasks import spam
+from tasks.classification import spam
 from tasks import get_task, load_run
 from tests.conftest import load_splits
 from zoo import run as run_lib
@@ -107,7 +107,7 @@ def test_real_split_is_stratified_disjoint_and_deterministic(data_env):
 def test_split_does_not_depend_on_the_process(data_env, cli):
     """The split digest from another interpreter (other hash seed) equals this one's."""
     digest = spam.split_digest(load_splits(spam))
-    code = ("from tasks import spam; from zoo.data import sources; "
+    code = ("from tasks.classification import spam; from zoo.data import sources; "
             "print(spam.split_digest(sources.load(spam, spam.Config())[0]))")
     result = cli("-c", code, env={"PYTHONHASHSEED": "12345", "RNN_ZOO_DATA": data_env})
     assert result.returncode == 0, result.stderr

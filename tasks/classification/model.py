@@ -1,4 +1,4 @@
-"""Many-to-one text classification shared by the sentiment and spam tasks.
+"""Many-to-one text classification shared by the sentiment and spam tasks (to be split by role).
 
 Builds the id pipeline from raw texts, the classifier (embedding + recurrent stack + head),
 the exported model that takes raw strings, and turns probabilities into metrics and predictions.

@@ -2,7 +2,7 @@
 
 Use from your own code:
 
-    from tasks.sentiment import Config, build_model
+    from tasks.classification.sentiment import Config, build_model
     model = build_model(Config(), {"vocab_size": 20000, "num_classes": 2})
     # model: int32 token ids (batch, time), 0-padded on the right -> (batch, 1) P(positive)
 
@@ -14,7 +14,7 @@ a label map); a missing test split is carved from train, and validation always i
 import dataclasses
 from typing import Optional
 
-from zoo import classification
+from tasks.classification import model as classification
 from zoo.data import sources, tables
 from zoo.data.tables import TableOptions
 from zoo.errors import UserError
