@@ -12,8 +12,8 @@ import importlib
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 TASKS: Dict[str, str] = {
-    "sentiment": "tasks.sentiment",
-    "spam": "tasks.spam",
+    "sentiment": "tasks.classification.sentiment",
+    "spam": "tasks.classification.spam",
     "pos": "tasks.tagging.pos",
     "ner": "tasks.tagging.ner",
     "lm": "tasks.lm.task",

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from tasks import sentiment
+from tasks.classification import sentiment
 from zoo import config as config_lib
 from zoo.errors import UserError
 

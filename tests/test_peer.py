@@ -17,7 +17,7 @@ def torch():
 
 
 def _config(cell, bidirectional=True, num_layers=1, units=8, embedding_dim=6):
-    from tasks.sentiment import Config
+    from tasks.classification.sentiment import Config
 
     config = Config()
     model = dataclasses.replace(config.model, cell=cell, bidirectional=bidirectional, num_layers=num_layers,

@@ -20,14 +20,15 @@ class Quality:
     validation_exp: bool = False
 
 
-def classification_metrics(labels, probabilities, label_names, threshold=0.5, positive_index=1):
-    """Accuracy, precision/recall/F1, ROC-AUC and PR-AUC from class probabilities.
+def classification_metrics(labels, predictions, probabilities, label_names, threshold=None, positive_index=1):
+    """Accuracy, precision/recall/F1, ROC-AUC and PR-AUC of decided classes and their class probabilities.
 
     Args:
         labels: (n,) int class indices.
+        predictions: (n,) int predicted class indices (the task's decision rule, e.g. a threshold).
         probabilities: (n, num_classes) probabilities, or (n,) positive-class probabilities.
         label_names: one name per class.
-        threshold: decision threshold on the positive class (binary only).
+        threshold: the decision threshold the predictions used (binary only), reported as given.
         positive_index: the class whose precision/recall/F1 are reported for binary tasks.
 
     Binary tasks report the positive class's precision/recall/F1; multi-class tasks report the
@@ -36,16 +37,12 @@ def classification_metrics(labels, probabilities, label_names, threshold=0.5, po
     from sklearn import metrics
 
     labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
     probabilities = np.asarray(probabilities, dtype="float64")
     binary = len(label_names) == 2
     if binary and probabilities.ndim == 2:
         probabilities = probabilities[:, 1]
-    if binary:
-        predictions = (probabilities >= threshold).astype(int)
-        scores = probabilities
-    else:
-        predictions = probabilities.argmax(axis=-1)
-        scores = probabilities
+    scores = probabilities
     present = np.unique(labels)
     result = {
         "examples": int(len(labels)),
@@ -55,7 +52,9 @@ def classification_metrics(labels, probabilities, label_names, threshold=0.5, po
         precision, recall, f1, _ = metrics.precision_recall_fscore_support(
             labels, predictions, pos_label=positive_index, average="binary", zero_division=0
         )
-        result.update(precision=float(precision), recall=float(recall), f1=float(f1), threshold=float(threshold))
+        result.update(precision=float(precision), recall=float(recall), f1=float(f1))
+        if threshold is not None:
+            result["threshold"] = float(threshold)
         if len(present) == 2:
             result["roc_auc"] = float(metrics.roc_auc_score(labels, scores))
             result["pr_auc"] = float(metrics.average_precision_score(labels == positive_index, scores))

@@ -6,11 +6,9 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from tasks import sentiment
+from tasks.classification import sentiment
 from tests.conftest import load_splits
-from zoo import classification
 
 # Small enough for CI, large enough that a BiLSTM learns something real.
 SLICE = [
@@ -102,26 +100,8 @@ def test_predict_prints_one_json_line_per_input(trained_run, cli, tmp_path):
     assert [json.loads(line) for line in from_file.stdout.splitlines()] == rows
 
 
-def test_exported_model_round_trip_takes_raw_strings(tmp_path):
-    config = sentiment.Config()
-    sizes = {"vocab_size": 7, "num_classes": 2}
-    assets = {"vocabulary": ["good", "bad", "film", ".", "not"], "labels": ["0", "1"],
-              "label_names": ["negative", "positive"]}
-    model = classification.export(sentiment.build_model(config, sizes), config, assets)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    import keras
-
-    restored = keras.saving.load_model(path)
-    texts = ["Good film.", "bad, BAD film<br />not good", ""]
-    np.testing.assert_array_equal(
-        classification.predict_probabilities(model, texts), classification.predict_probabilities(restored, texts)
-    )
-    assert restored(tf.constant(["good film"])).shape == (1, 1)
-
-
 def test_build_model_is_importable_with_documented_signature():
-    from tasks.sentiment import Config, build_model
+    from tasks.classification.sentiment import Config, build_model
 
     model = build_model(Config(), {"vocab_size": 100, "num_classes": 2})
     ids = np.array([[5, 6, 7, 0], [8, 9, 0, 0]], dtype="int32")
@@ -135,15 +115,3 @@ def test_tfds_path_reads_imdb_reviews(mock_tfds):
     assert len(splits["train"]) + len(splits["validation"]) == 20 and len(splits["test"]) == 20
     assert set(splits["train"].labels) <= {"0", "1"}
     assert isinstance(splits["train"].texts[0], str)
-
-
-@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
-def test_pooling_ignores_padding_and_survives_empty_texts(pooling):
-    from zoo.config import apply_overrides
-
-    config = apply_overrides(sentiment.Config(), [f"model.pooling={pooling}", "model.units=4"])
-    model = sentiment.build_model(config, {"vocab_size": 20, "num_classes": 2})
-    short = model(np.array([[3, 4, 5]], dtype="int32"))
-    padded = model(np.array([[3, 4, 5, 0, 0, 0]], dtype="int32"))
-    np.testing.assert_allclose(short, padded, atol=1e-6)
-    assert np.isfinite(np.asarray(model(np.zeros((1, 4), dtype="int32")))).all()

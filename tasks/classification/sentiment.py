@@ -2,7 +2,7 @@
 
 Use from your own code:
 
-    from tasks.sentiment import Config, build_model
+    from tasks.classification.sentiment import Config, build_model
     model = build_model(Config(), {"vocab_size": 20000, "num_classes": 2})
     # model: int32 token ids (batch, time), 0-padded on the right -> (batch, 1) P(positive)
 
@@ -12,9 +12,12 @@ a label map); a missing test split is carved from train, and validation always i
 """
 
 import dataclasses
-from typing import Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from zoo import classification
+import keras
+
+from tasks.classification import metrics, preprocessing, serving
+from tasks.classification.model import ClassifierModelConfig, build_classifier, compile_classifier
 from zoo.data import sources, tables
 from zoo.data.tables import TableOptions
 from zoo.errors import UserError
@@ -57,7 +60,7 @@ class DataConfig(TableOptions):
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(classification.ClassifierModelConfig):
+class ModelConfig(ClassifierModelConfig):
     cell: str = "lstm"
     units: int = 64
     bidirectional: bool = True
@@ -84,18 +87,18 @@ QUALITY = Quality("accuracy", True, "val_accuracy")  # the headline metric (task
 BENCHMARK_OVERRIDES = {}
 
 
-def catalog(config):
+def catalog(config: Config) -> sources.Catalog:
     return CATALOG
 
 
-def read_file(path, config, location=None):
+def read_file(path: str, config: Config, location: Optional[dict] = None) -> tables.LabelledTexts:
     """One labelled table (see TableOptions); labels are checked here, so a bad one names its line."""
     part = tables.read_table(path, config.data)
     tables.encode_labels(part, LABELS)
     return part
 
 
-def read_tfds(name, split, config):
+def read_tfds(name: str, split: str, config: Config) -> tables.LabelledTexts:
     dataset, _ = sources.tfds_dataset(name, split, sources.offline_hint(CATALOG), as_supervised=True)
     texts, labels = [], []
     for text, label in dataset.as_numpy_iterator():
@@ -104,37 +107,38 @@ def read_tfds(name, split, config):
     return tables.LabelledTexts(texts, labels, f"tfds:{name}/{split}")
 
 
-def complete_splits(parts, config):
+def complete_splits(parts: Dict[str, Any], config: Config) -> Dict[str, Any]:
     """{"train", "validation", "test"}: a missing test split, then validation, carved from train (seeded)."""
-    return classification.complete_splits(parts, config, stratify=True)
+    return preprocessing.complete_splits(parts, config, stratify=True)
 
 
-def prepare(config, splits):
-    return classification.prepare(config, splits, LABELS, LABEL_NAMES)
+def prepare(config: Config, splits: Dict[str, Any]) -> preprocessing.PreparedText:
+    return preprocessing.prepare(config, splits, LABELS, LABEL_NAMES)
 
 
-def build_model(config, sizes):
+def build_model(config: Config, sizes: Mapping[str, Any]) -> keras.Model:
     """Token ids (batch, time) int32 -> (batch, 1) P(positive); `sizes` needs vocab_size and num_classes."""
-    return classification.build_classifier(config, sizes)
+    return build_classifier(config, sizes)
 
 
-def compile_model(model, config, sizes):
-    classification.compile_classifier(model, config, sizes)
+def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, Any]) -> None:
+    compile_classifier(model, config, sizes)
 
 
-def finish(model, config, prepared, splits):
+def finish(model: keras.Model, config: Config, prepared: preprocessing.PreparedText,
+           splits: Dict[str, Any]) -> Tuple[keras.Model, dict]:
     """The exported model (raw strings -> probabilities) and task state to save with it."""
-    return classification.export(model, config, prepared.assets), {"threshold": 0.5}
+    return serving.export(model, prepared.vectorizer, config), {"threshold": serving.DEFAULT_THRESHOLD}
 
 
-def evaluate(run, part, split="test"):
-    return classification.evaluate(run.model, part, run.assets, out_dir=run.directory, split=split)
+def evaluate(run: Any, part: tables.LabelledTexts, split: str = "test") -> Dict[str, Any]:
+    return metrics.evaluate(run.model, part, run.assets, out_dir=run.directory, split=split)
 
 
-def predict(run, texts):
-    return classification.predictions(run.model, texts, run.assets["label_names"], run.assets["threshold"])
+def predict(run: Any, texts: Sequence[str]) -> List[dict]:
+    return serving.predictions(run.model, texts, run.assets["label_names"], serving.threshold_of(run.assets))
 
 
-def serving_outputs(run, texts):
+def serving_outputs(run: Any, texts: Any) -> Dict[str, Any]:
     """SavedModel `serve` outputs: label, score (its probability) and every class probability."""
-    return classification.serving_outputs(run.model, texts, run.assets["label_names"], run.assets["threshold"])
+    return serving.serving_outputs(run.model, texts, run.assets["label_names"], serving.threshold_of(run.assets))

@@ -2,7 +2,7 @@
 
 Use from your own code:
 
-    from tasks.spam import Config, build_model
+    from tasks.classification.spam import Config, build_model
     model = build_model(Config(), {"vocab_size": 5000, "num_classes": 2})
     # model: int32 token ids (batch, time), 0-padded on the right -> (batch, 1) P(spam)
 
@@ -31,11 +31,13 @@ import collections
 import dataclasses
 import hashlib
 import json
-from typing import Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import keras
 import numpy as np
 
-from zoo import classification
+from tasks.classification import metrics, preprocessing, serving
+from tasks.classification.model import ClassifierModelConfig, build_classifier, compile_classifier
 from zoo import metrics as metrics_lib
 from zoo.data import files, sources, tables
 from zoo.data.tables import TableOptions
@@ -88,7 +90,7 @@ class DataConfig(TableOptions):
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(classification.ClassifierModelConfig):
+class ModelConfig(ClassifierModelConfig):
     cell: str = "lstm"
     units: int = 64
     bidirectional: bool = True
@@ -122,7 +124,7 @@ BENCHMARK_OVERRIDES = {}
 # --- reading -------------------------------------------------------------------------------------
 
 
-def read_sms_collection(path, encoding=files.DEFAULT_ENCODING):
+def read_sms_collection(path: str, encoding: str = files.DEFAULT_ENCODING) -> tables.LabelledTexts:
     """Read the official `SMSSpamCollection` format: no header, `ham|spam<TAB>message` per line.
 
     Blank lines are skipped; a bad line is an error naming it.
@@ -148,7 +150,7 @@ def read_sms_collection(path, encoding=files.DEFAULT_ENCODING):
     return tables.LabelledTexts(texts, labels, path, lines)
 
 
-def data_format(path, configured="auto"):
+def data_format(path: str, configured: str = "auto") -> str:
     """'table' for *.csv/*.tsv/*.tab[.gz] (a header names the columns), else 'sms'; a config value wins."""
     if configured != "auto":
         return configured
@@ -156,11 +158,11 @@ def data_format(path, configured="auto"):
     return "table" if name.lower().endswith(TABLE_EXTENSIONS) else "sms"
 
 
-def catalog(config):
+def catalog(config: Config) -> sources.Catalog:
     return CATALOG
 
 
-def read_file(path, config, location=None):
+def read_file(path: str, config: Config, location: Optional[dict] = None) -> tables.LabelledTexts:
     """One file of labelled texts, as a table or in the SMS collection's format (see `data_format`)."""
     if data_format(path, config.data.format) == "table":
         return tables.read_table(path, config.data)
@@ -170,7 +172,8 @@ def read_file(path, config, location=None):
 # --- splitting -----------------------------------------------------------------------------------
 
 
-def grouped_stratified_split(texts, labels, fractions, seed):
+def grouped_stratified_split(texts: Sequence[str], labels: Sequence[str], fractions: Sequence[float],
+                             seed: int) -> List[np.ndarray]:
     """Split indices into len(fractions)+1 parts (the last is the rest), stratified and duplicate-safe.
 
     Identical texts form one group that goes to a single part. Groups are taken per label (a
@@ -206,13 +209,13 @@ def grouped_stratified_split(texts, labels, fractions, seed):
     return [np.sort(np.asarray(part, dtype="int64")) for part in parts]
 
 
-def split_digest(splits):
+def split_digest(splits: Dict[str, tables.LabelledTexts]) -> str:
     """A short fingerprint of which texts are in which split, recorded in assets.json."""
     content = {name: sorted(splits[name].texts) for name in SPLIT_NAMES}
     return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def complete_splits(parts, config):
+def complete_splits(parts: Dict[str, Any], config: Config) -> Dict[str, Any]:
     """{"train", "validation", "test"}: splits missing from the files are carved from train (see
     `grouped_stratified_split`), then the `data.max_train_examples` slice; labels are checked."""
     data = config.data
@@ -258,18 +261,18 @@ def complete_splits(parts, config):
 # --- training ------------------------------------------------------------------------------------
 
 
-def class_weights(targets, num_classes):
+def class_weights(targets: Sequence[int], num_classes: int) -> Dict[int, float]:
     """{class index: total / (num_classes * count)}: each class carries the same total weight."""
     counts = np.bincount(np.asarray(targets), minlength=num_classes)
     return {index: float(len(targets) / (num_classes * count)) for index, count in enumerate(counts) if count}
 
 
-def prepare(config, splits):
+def prepare(config: Config, splits: Dict[str, Any]) -> preprocessing.PreparedText:
     labels = sorted(set(splits["train"].labels))
     weights = None
     if config.train.class_weights:
         weights = class_weights(tables.encode_labels(splits["train"], labels), len(labels))
-    prepared = classification.prepare(config, splits, labels, class_weight=weights)
+    prepared = preprocessing.prepare(config, splits, labels, class_weight=weights)
     prepared.assets["split"] = {
         "seed": config.data.split_seed,
         "digest": split_digest(splits),
@@ -280,43 +283,44 @@ def prepare(config, splits):
     return prepared
 
 
-def build_model(config, sizes):
+def build_model(config: Config, sizes: Mapping[str, Any]) -> keras.Model:
     """Token ids (batch, time) int32 -> (batch, 1) P(spam) for 2 classes, else (batch, num_classes) softmax."""
-    return classification.build_classifier(config, sizes)
+    return build_classifier(config, sizes)
 
 
-def compile_model(model, config, sizes):
-    classification.compile_classifier(model, config, sizes)
+def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, Any]) -> None:
+    compile_classifier(model, config, sizes)
 
 
-def tune_threshold(labels, positive_probabilities):
+def tune_threshold(labels: Sequence[int], positive_probabilities: Sequence[float]) -> float:
     """The threshold maximising positive-class F1; 0.5 when the labels hold a single class."""
     if len(set(np.asarray(labels).tolist())) < 2:
-        return 0.5
+        return serving.DEFAULT_THRESHOLD
     return metrics_lib.best_f1_threshold(labels, positive_probabilities, positive_index=1)
 
 
-def finish(model, config, prepared, splits):
+def finish(model: keras.Model, config: Config, prepared: preprocessing.PreparedText,
+           splits: Dict[str, Any]) -> Tuple[keras.Model, dict]:
     """The exported model (raw strings -> probabilities) and, for two classes, the tuned threshold."""
-    exported = classification.export(model, config, prepared.assets)
+    exported = serving.export(model, prepared.vectorizer, config)
     if prepared.sizes["num_classes"] != 2:
         return exported, {}
     validation = splits["validation"]
     labels = tables.encode_labels(validation, prepared.assets["labels"])
-    probabilities = classification.predict_probabilities(exported, validation.texts)[:, 1]
+    probabilities = serving.predict_probabilities(exported, validation.texts)[:, 1]
     threshold = tune_threshold(labels, probabilities)
     print(f"decision threshold tuned on validation (max F1 of {prepared.assets['labels'][1]!r}): {threshold:.4f}")
     return exported, {"threshold": threshold}
 
 
-def evaluate(run, part, split="test"):
-    return classification.evaluate(run.model, part, run.assets, out_dir=run.directory, split=split)
+def evaluate(run: Any, part: tables.LabelledTexts, split: str = "test") -> Dict[str, Any]:
+    return metrics.evaluate(run.model, part, run.assets, out_dir=run.directory, split=split)
 
 
-def predict(run, texts):
-    return classification.predictions(run.model, texts, run.assets["label_names"], run.assets.get("threshold", 0.5))
+def predict(run: Any, texts: Sequence[str]) -> List[dict]:
+    return serving.predictions(run.model, texts, run.assets["label_names"], serving.threshold_of(run.assets))
 
 
-def serving_outputs(run, texts):
+def serving_outputs(run: Any, texts: Any) -> Dict[str, Any]:
     """SavedModel `serve` outputs: label (at the tuned threshold), score and every class probability."""
-    return classification.serving_outputs(run.model, texts, run.assets["label_names"], run.assets.get("threshold", 0.5))
+    return serving.serving_outputs(run.model, texts, run.assets["label_names"], serving.threshold_of(run.assets))

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from tasks import spam
+from tasks.classification import serving, spam
 from tasks import get_task, load_run
 from tests.conftest import load_splits
 from zoo import run as run_lib
@@ -107,7 +107,7 @@ def test_real_split_is_stratified_disjoint_and_deterministic(data_env):
 def test_split_does_not_depend_on_the_process(data_env, cli):
     """The split digest from another interpreter (other hash seed) equals this one's."""
     digest = spam.split_digest(load_splits(spam))
-    code = ("from tasks import spam; from zoo.data import sources; "
+    code = ("from tasks.classification import spam; from zoo.data import sources; "
             "print(spam.split_digest(sources.load(spam, spam.Config())[0]))")
     result = cli("-c", code, env={"PYTHONHASHSEED": "12345", "RNN_ZOO_DATA": data_env})
     assert result.returncode == 0, result.stderr
@@ -171,21 +171,6 @@ def test_class_weights_balance_the_classes():
     assert 90 * weights[0] == pytest.approx(10 * weights[1]) == pytest.approx(50)
 
 
-def test_max_pooling_ignores_padding_and_reloads(tmp_path):
-    import keras
-
-    config = resolve_config(spam, overrides=["model.pooling=max", "model.units=4", "model.cell=gru"])
-    model = spam.build_model(config, {"vocab_size": 20, "num_classes": 2})
-    padded = np.array([[3, 4, 5, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
-    outputs = np.asarray(model(padded))
-    assert outputs.shape == (2, 1)
-    np.testing.assert_allclose(outputs[0], np.asarray(model(padded[:1, :3]))[0], rtol=1e-6)
-    assert np.isfinite(outputs).all()  # an all-padding row pools to zeros, not -inf
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    np.testing.assert_array_equal(np.asarray(keras.saving.load_model(path)(padded)), outputs)
-
-
 # --- end to end ------------------------------------------------------------------------------------
 
 
@@ -206,14 +191,14 @@ def test_short_training_on_the_real_file_learns_and_reuses_its_threshold(data_en
     threshold = run.assets["threshold"]
     splits = load_splits(spam, run.config)
     validation = splits["validation"]
-    probabilities = spam.classification.predict_probabilities(run.model, validation.texts)[:, 1]
+    probabilities = serving.predict_probabilities(run.model, validation.texts)[:, 1]
     targets = np.array([label == "spam" for label in validation.labels], dtype=int)
     assert threshold == pytest.approx(spam.tune_threshold(targets, probabilities))
     assert metrics["threshold"] == threshold
 
     # Predictions decide with the saved threshold, and predict.py reads it from assets.json.
     texts = splits["test"].texts[:40]
-    test_probabilities = spam.classification.predict_probabilities(run.model, texts)[:, 1]
+    test_probabilities = serving.predict_probabilities(run.model, texts)[:, 1]
     expected = ["spam" if p >= threshold else "ham" for p in test_probabilities]
     assert "spam" in expected and "ham" in expected
     assert [row["label"] for row in spam.predict(run, texts)] == expected

@@ -1,0 +1,31 @@
+"""Evaluation of a classification run: metrics at the run's decision threshold and the confusion-matrix plot."""
+
+import os
+from typing import Any, Dict, Mapping, Optional
+
+import keras
+
+from tasks.classification import serving
+from zoo import metrics as metrics_lib
+from zoo.data import tables
+
+
+def evaluate(model: keras.Model, part: Any, assets: Mapping[str, Any], out_dir: Optional[str] = None,
+             split: str = "test", positive_index: int = 1) -> Dict[str, Any]:
+    """Metrics of the exported `model` on every example of `part` (zoo.metrics.classification_metrics),
+    deciding with `serving.decide` at the run's saved threshold; with `out_dir`, also
+    `confusion_{split}.png` there."""
+    label_names = assets["label_names"]
+    threshold = serving.threshold_of(assets)
+    labels = tables.encode_labels(part, assets["labels"])
+    probabilities = serving.predict_probabilities(model, part.texts)
+    predicted = serving.decide_numpy(probabilities, len(label_names), threshold, positive_index)
+    result = metrics_lib.classification_metrics(
+        labels, predicted, probabilities, label_names,
+        threshold=threshold if len(label_names) == 2 else None, positive_index=positive_index,
+    )
+    if out_dir is not None:
+        path = os.path.join(out_dir, f"confusion_{split}.png")
+        metrics_lib.plot_confusion_matrix(result["confusion_matrix"], label_names, path, f"Confusion matrix ({split})")
+        result["confusion_png"] = path
+    return result

@@ -1,0 +1,99 @@
+"""The trained classifier in use: the exported model on raw strings, its probabilities, and the one decision rule.
+
+`decide` is the decision rule of the family, written once in TensorFlow ops: the SavedModel `serve`
+signature traces it, and predict.py and evaluate.py run it on the computed probabilities.
+"""
+
+from typing import Any, Dict, List, Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.classification import model as model_lib
+from zoo import text
+
+DEFAULT_THRESHOLD = 0.5  # on the positive class's probability, until a task tunes its own
+
+
+def export(classifier: keras.Model, vectorizer: keras.layers.TextVectorization, config: Any) -> keras.Model:
+    """Raw strings (batch,) -> probabilities: `vectorizer` (the layer object the training data went
+    through) and truncation to `data.max_length` in front of `classifier`."""
+    strings = keras.Input(shape=(), dtype="string", name=model_lib.TEXT_INPUT)
+    ids = vectorizer(strings)
+    ids = text.TruncateSequence(config.data.max_length, name=model_lib.TRUNCATE_LAYER)(ids)
+    return keras.Model(strings, classifier(ids), name=model_lib.EXPORTED_MODEL)
+
+
+def threshold_of(assets: Mapping[str, Any]) -> float:
+    """The run's decision threshold (assets.json "threshold"; DEFAULT_THRESHOLD when the task saved none)."""
+    return assets.get("threshold", DEFAULT_THRESHOLD)
+
+
+def class_columns(outputs: tf.Tensor) -> tf.Tensor:
+    """Model outputs -> (batch, num_classes) probabilities in class-index order: a sigmoid's (batch, 1)
+    P(class 1) becomes the two columns [1 - p, p]; softmax outputs pass unchanged."""
+    if outputs.shape[-1] == 1:
+        return tf.concat([1 - outputs, outputs], axis=-1)
+    return outputs
+
+
+def decide(probabilities: tf.Tensor, num_classes: int, threshold: float = DEFAULT_THRESHOLD,
+           positive_index: int = 1) -> tf.Tensor:
+    """(batch, num_classes) probabilities -> (batch,) int32 class indices: for two classes, the positive
+    class when its probability is at least `threshold`; otherwise the most probable class."""
+    if num_classes == 2:
+        return tf.where(probabilities[:, positive_index] >= threshold, positive_index, 1 - positive_index)
+    return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+
+
+def decide_numpy(probabilities: np.ndarray, num_classes: int, threshold: float = DEFAULT_THRESHOLD,
+                 positive_index: int = 1) -> np.ndarray:
+    """`decide` on a NumPy array (n, num_classes): (n,) class indices."""
+    return decide(tf.convert_to_tensor(probabilities), num_classes, threshold, positive_index).numpy()
+
+
+def predict_probabilities(model: keras.Model, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+    """(n, num_classes) probabilities for raw `texts`, computed in length-sorted batches.
+
+    Sorting by length keeps per-batch padding small; `predict` runs the model as a compiled
+    graph (an eager call would step the recurrent loop op by op).
+    """
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, 2))
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    strings = tf.data.Dataset.from_tensor_slices(tf.constant([texts[i] for i in order], dtype=tf.string))
+    sorted_probabilities = class_columns(tf.constant(model.predict(strings.batch(batch_size), verbose=0))).numpy()
+    probabilities = np.empty_like(sorted_probabilities)
+    probabilities[order] = sorted_probabilities
+    return probabilities
+
+
+def serving_outputs(model: keras.Model, texts: tf.Tensor, label_names: Sequence[str],
+                    threshold: float = DEFAULT_THRESHOLD, positive_index: int = 1) -> Dict[str, tf.Tensor]:
+    """Raw strings (batch,) -> {"label": (batch,) string, "score": its probability, "probabilities": (batch, classes)},
+    traced into an exported SavedModel."""
+    probabilities = class_columns(model(texts, training=False))
+    chosen = decide(probabilities, len(label_names), threshold, positive_index)
+    return {
+        "label": tf.gather(tf.constant(list(label_names)), chosen),
+        "score": tf.gather(probabilities, chosen, batch_dims=1),
+        "probabilities": probabilities,
+    }
+
+
+def predictions(model: keras.Model, texts: Sequence[str], label_names: Sequence[str],
+                threshold: float = DEFAULT_THRESHOLD, positive_index: int = 1) -> List[dict]:
+    """One dict per text: the label, its probability, and every class probability."""
+    probabilities = predict_probabilities(model, texts)
+    chosen = decide_numpy(probabilities, len(label_names), threshold, positive_index)
+    return [
+        {
+            "text": text_,
+            "label": label_names[index],
+            "probability": round(float(row[index]), 6),
+            "probabilities": {name: round(float(p), 6) for name, p in zip(label_names, row)},
+        }
+        for text_, index, row in zip(texts, chosen, probabilities)
+    ]
