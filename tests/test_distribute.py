@@ -14,7 +14,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tasks import sentiment
+from tasks.classification import sentiment
 from tasks.lm import model as lm_model
 from tasks.lm import task as lm
 from tests.conftest import REPO
