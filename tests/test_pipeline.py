@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from zoo import text
 from zoo.data import pipeline as data_lib
+from zoo.errors import UserError
 
 
 def test_split_is_seeded_disjoint_and_stratified():
@@ -65,6 +67,14 @@ def test_vocabulary_comes_from_the_given_texts_only():
     assert vocabulary == ["a", "b", "c"]
     assert text.build_vocabulary(["b a a", "c a b"], max_size=10, min_count=2) == ["a", "b"]
     assert text.build_vocabulary(["b a a"], max_size=3) == ["a"]  # 2 ids reserved: padding and OOV
+
+
+def test_every_vocabulary_is_ranked_from_counts_in_one_place():
+    counts = {"b": 2, "a": 2, "c": 5, "d": 1}
+    assert text.vocabulary_from_counts(counts) == ["c", "a", "b", "d"]  # by count, ties alphabetical
+    assert text.vocabulary_from_counts(counts, min_count=2, max_size=4) == ["c", "a"]
+    with pytest.raises(UserError, match="^no word twice$"):
+        text.vocabulary_from_counts({"a": 1}, min_count=2, empty="no word twice")
 
 
 def test_a_huge_token_stays_out_of_the_vocabulary():

@@ -81,6 +81,15 @@ def ranked_tokens(counts, min_count=1, max_size=None, max_length=MAX_TOKEN_LENGT
     return ranked if max_size is None else ranked[: max(0, max_size - 2)]
 
 
+def vocabulary_from_counts(counts, min_count=1, max_size=None, empty="the training data gave an empty vocabulary"):
+    """The tokens of `ranked_tokens(counts, min_count, max_size)`, for ids 2, 3, ...; none left is a
+    UserError saying `empty`. Every vocabulary of the zoo is built here, from the training split's counts."""
+    vocabulary = [token for token, _ in ranked_tokens(counts, min_count, max_size)]
+    if not vocabulary:
+        raise UserError(empty)
+    return vocabulary
+
+
 def build_vocabulary(texts, level="word", max_size=20000, min_count=1):
     """Most frequent tokens of the *training* texts, ties broken alphabetically.
 
@@ -90,10 +99,7 @@ def build_vocabulary(texts, level="word", max_size=20000, min_count=1):
     counts = collections.Counter()
     for tokens in tokenize(texts, level):
         counts.update(tokens)
-    vocabulary = [token for token, _ in ranked_tokens(counts, min_count, max_size)]
-    if not vocabulary:
-        raise UserError("the training texts gave an empty vocabulary")
-    return vocabulary
+    return vocabulary_from_counts(counts, min_count, max_size, "the training texts gave an empty vocabulary")
 
 
 def save_vocabulary(vocabulary, path):

@@ -17,8 +17,7 @@ from tasks.captioning.data import CaptionSet
 from tasks.captioning.model import CAPTION_IDS_INPUT, IMAGE_INPUT
 from zoo import images
 from zoo.data import pipeline
-from zoo.errors import UserError
-from zoo.text import OOV_ID, PAD_ID, ranked_tokens
+from zoo.text import OOV_ID, PAD_ID, vocabulary_from_counts
 
 
 START_ID, END_ID = 2, 3  # after zoo.text's PAD_ID 0 and OOV_ID 1
@@ -37,16 +36,14 @@ def normalize(caption: str) -> str:
     return " ".join(words(caption))
 
 
-def build_vocabulary(captions: Sequence[Sequence[str]], min_count: int) -> List[str]:
+def caption_vocabulary(captions: Sequence[Sequence[str]], min_count: int) -> List[str]:
     """Words of the *training* captions seen at least `min_count` times, by frequency (ties alphabetical).
 
     Returns the token list for ids 2, 3, ...: `<start>`, `<end>`, then the words (0 is padding, 1 unknown).
     """
     counts = collections.Counter(word for image in captions for caption in image for word in words(caption))
-    kept = ranked_tokens(counts, min_count)
-    if not kept:
-        raise UserError(f"no training word occurs {min_count}+ times; lower data.min_count")
-    return [START, END] + [word for word, _ in kept]
+    return [START, END] + vocabulary_from_counts(
+        counts, min_count, empty=f"no training word occurs {min_count}+ times; lower data.min_count")
 
 
 def encode_captions(captions: Sequence[Sequence[str]], vocabulary: List[str], per_image: int,

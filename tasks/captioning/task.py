@@ -51,7 +51,7 @@ def catalog(config: Config) -> sources.Catalog:
 
 def prepare(config: Config, splits: Dict[str, CaptionSet]) -> Prepared:
     """Vocabulary from the training captions only, then the image + caption pipelines."""
-    vocabulary = preprocessing.build_vocabulary(splits["train"].captions, config.data.min_count)
+    vocabulary = preprocessing.caption_vocabulary(splits["train"].captions, config.data.min_count)
     in_memory = preprocessing.cache_in_memory(config, len(splits["train"]))
     cached = "cached in memory" if in_memory else "decoded every epoch"
     print(f"captioning: {len(splits['train'])} training images ({cached}), vocabulary of {len(vocabulary) - 2} "

@@ -11,7 +11,6 @@ stays at about 4 bytes a token whatever the corpus size.
 """
 
 import array
-import collections
 import dataclasses
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -78,7 +77,7 @@ class TokenStream:
         return [self.types[index] for index in self.ids[start:stop]]
 
 
-def tokenize(text: str, level: str) -> List[str]:
+def text_tokens(text: str, level: str) -> List[str]:
     """Text -> list of tokens: words with `<eos>` for each line break, or single characters."""
     if level == "char":
         return list(text)
@@ -86,14 +85,14 @@ def tokenize(text: str, level: str) -> List[str]:
 
 
 def detokenize(tokens: Sequence[str], level: str) -> str:
-    """Inverse of `tokenize` up to whitespace: `<eos>` becomes a line break."""
+    """Inverse of `text_tokens` up to whitespace: `<eos>` becomes a line break."""
     if level == "char":
         return "".join(tokens)
     return " ".join(tokens).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n")
 
 
 def _line_tokens(line, level):
-    """The tokens of one line read with its line end, as `tokenize` gives them for the whole text."""
+    """The tokens of one line read with its line end, as `text_tokens` gives them for the whole text."""
     if level == "char":
         return line
     tokens = line.split()
@@ -128,22 +127,12 @@ def read_stream(path: str, config: Any) -> TokenStream:
 # ----------------------------------------------------------------------------- vocabulary and ids
 
 
-def build_vocabulary(tokens: Iterable[str], max_size: Optional[int] = None) -> List[str]:
-    """Training tokens by frequency (ties alphabetical); ids start at 2 (0 padding, 1 out of vocabulary)."""
-    return _vocabulary(collections.Counter(tokens), max_size)
-
-
-def _vocabulary(counts, max_size):
-    ranked = text_lib.ranked_tokens(counts, max_size=max_size)
-    if not ranked:
-        raise UserError("the training text gave an empty vocabulary")
-    return [token for token, _ in ranked]
-
-
 def stream_vocabulary(stream: TokenStream, max_size: Optional[int] = None) -> List[str]:
-    """`build_vocabulary` of a TokenStream, counted on its int32 ids."""
+    """The training stream's tokens by frequency (ties alphabetical), counted on its int32 ids; ids start
+    at 2 (0 padding, 1 out of vocabulary). `max_size` counts the two reserved ids; None keeps every token."""
     counts = np.bincount(stream.ids, minlength=len(stream.types))
-    return _vocabulary({stream.types[index]: int(count) for index, count in enumerate(counts) if count}, max_size)
+    return text_lib.vocabulary_from_counts({stream.types[index]: int(count) for index, count in enumerate(counts)
+                                            if count}, max_size=max_size, empty="the training text gave an empty vocabulary")
 
 
 def unknown_id(vocabulary: Sequence[str]) -> int:

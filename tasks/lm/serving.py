@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.lm.data import EOS, TokenStream, detokenize, encode, tokenize, unknown_id
+from tasks.lm.data import EOS, TokenStream, detokenize, encode, text_tokens, unknown_id
 from tasks.lm.model import CORE_NAME, TOKENIZER_NAME, build_core, reset_states
 from zoo import decoding
 from zoo.errors import UserError
@@ -29,7 +29,7 @@ WARM_UP_TOKENS = {"word": 100, "char": 300}  # context read before a prompt by s
 class LMTokenizer(keras.layers.Layer):
     """Raw text (batch,) string -> token ids (batch, time) int32, right-padded with 0.
 
-    The same rules as `tokenize`/`encode`: words split on whitespace with `<eos>` per line
+    The same rules as `text_tokens`/`encode`: words split on whitespace with `<eos>` per line
     break, or single characters. The vocabulary lives in the layer config, so line breaks and
     spaces (char level) survive saving.
     """
@@ -113,7 +113,7 @@ def generate(run: Any, prompt: str, length: int = 50, temperature: float = 1.0, 
         raise UserError(f"--length {length}: must be at least 0")
     level = run.assets["level"]
     vocabulary = run.assets["vocabulary"]
-    tokens = tokenize(prompt, level)
+    tokens = text_tokens(prompt, level)
     if not tokens:
         # An empty prompt starts a fresh sentence (word) or line (char).
         tokens = [EOS] if level == "word" else ["\n"]
@@ -162,7 +162,7 @@ def serving_outputs(run: Any, texts: tf.Tensor, top: int = 5) -> Dict[str, tf.Te
 def predict(run: Any, texts: Sequence[str], top: int = 5) -> List[dict]:
     """For each text, the `top` most likely next tokens with their probabilities."""
     vocabulary = run.assets["vocabulary"]
-    lengths = [len(tokenize(text, run.assets["level"])) for text in texts]
+    lengths = [len(text_tokens(text, run.assets["level"])) for text in texts]
     logits = np.asarray(run.model.predict(tf.constant(list(texts)), verbose=0))
     rows = []
     for text, length, row in zip(texts, lengths, logits):

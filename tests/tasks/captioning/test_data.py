@@ -217,7 +217,7 @@ def test_tfds_coco_captions_streams_images_instead_of_holding_them(mock_tfds):
         assert all(len(captions) > 0 for captions in train.captions)
         assert len(list(images.encoded_dataset(splits["test"].images.subset([1, 3])))) == 2
         # The training pipeline decodes from the stream (no cache: the stream is read every epoch).
-        vocabulary = preprocessing.build_vocabulary(train.captions, 1)
+        vocabulary = preprocessing.caption_vocabulary(train.captions, 1)
         config = tiny_config(**{"data.cache_images": "none", "data.captions_per_image": 2})
         stream = preprocessing.caption_dataset(train, vocabulary, config, seed=1, stream=True)
         inputs, targets = next(iter(stream.dataset))

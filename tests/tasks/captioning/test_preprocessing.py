@@ -21,7 +21,7 @@ def test_training_pixels_are_cached_only_when_small(tmp_path):
         tiny_config(**{"data.cache_images": "disk"})
     paths = [write_jpeg(tmp_path / f"{i}.jpg", i) for i in range(3)]
     part = caption_data.CaptionSet(paths, [["a b"], ["a c"], ["b c"]], ["0", "1", "2"])
-    vocabulary = preprocessing.build_vocabulary(part.captions, 1)
+    vocabulary = preprocessing.caption_vocabulary(part.captions, 1)
     batches = [preprocessing.caption_dataset(part, vocabulary, tiny_config(**{"data.cache_images": choice}))
                for choice in ("memory", "none")]
     cached, streamed = (next(iter(batch)) for batch in batches)
@@ -30,7 +30,7 @@ def test_training_pixels_are_cached_only_when_small(tmp_path):
 
 def test_vocabulary_from_training_captions_and_teacher_forcing_batches():
     captions = [["A dog runs .", "A dog jumps"], ["A cat sits ."]]
-    vocabulary = preprocessing.build_vocabulary(captions, min_count=2)
+    vocabulary = preprocessing.caption_vocabulary(captions, min_count=2)
     assert vocabulary == ["<start>", "<end>", "a", "dog"]
     ids = preprocessing.encode_captions(captions, vocabulary, per_image=2, max_words=3)
     assert ids.shape == (2, 2, 5)

@@ -1,5 +1,7 @@
 """tasks.lm.data: tokenizing, token streams, vocabularies, and the stream batching of truncated BPTT."""
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -58,7 +60,7 @@ def test_windows_encoded_on_the_fly_equal_the_windows_of_the_encoded_stream(stat
     text = "the cat sat\nthe dog ran far\nzebra\n" * 7
     stream = data.stream_from_text(text, "word", "corpus")
     vocabulary = data.stream_vocabulary(stream, max_size=6)  # 4 words kept: some tokens read as unknown
-    encoded = data.encode(data.tokenize(text, "word"), vocabulary)
+    encoded = data.encode(data.text_tokens(text, "word"), vocabulary)
     np.testing.assert_array_equal(data.encode_stream(stream, vocabulary), encoded)
     for batch_size, steps in ((3, 4), (5, 2), (1, 50), (40, 3)):
         on_the_fly = data.window_dataset(stream.ids, batch_size, steps, stateful, mapping=data.id_map(stream, vocabulary))
@@ -72,21 +74,22 @@ def test_windows_encoded_on_the_fly_equal_the_windows_of_the_encoded_stream(stat
 
 def test_tokenize_round_trip_and_unknown_words_map_to_the_corpus_unk():
     text = " the cat sat\n the <unk> ran\n"
-    tokens = data.tokenize(text, "word")
+    tokens = data.text_tokens(text, "word")
     assert tokens == ["the", "cat", "sat", "<eos>", "the", "<unk>", "ran", "<eos>"]
     assert data.detokenize(tokens, "word") == "the cat sat\nthe <unk> ran\n"
-    vocabulary = data.build_vocabulary(tokens)
+    vocabulary = data.stream_vocabulary(data.stream_from_text(text, "word", "x"))
     assert vocabulary[:2] == ["<eos>", "the"]  # by count, ties alphabetical
     unk = vocabulary.index("<unk>") + 2
     np.testing.assert_array_equal(data.encode(["the", "zebra"], vocabulary), [vocabulary.index("the") + 2, unk])
-    assert data.tokenize("ab\n c", "char") == ["a", "b", "\n", " ", "c"]
+    assert data.text_tokens("ab\n c", "char") == ["a", "b", "\n", " ", "c"]
 
 
 def test_token_stream_matches_tokenize_and_counts_the_vocabulary():
     text = " the cat sat\n the <unk> ran\nlast line without a break"
     stream = data.stream_from_text(text, "word", "x")
-    assert stream.tokens() == data.tokenize(text, "word")
-    assert stream.ids.dtype == np.int32 and len(stream.types) == len(set(data.tokenize(text, "word")))
-    assert data.stream_vocabulary(stream) == data.build_vocabulary(data.tokenize(text, "word"))
+    assert stream.tokens() == data.text_tokens(text, "word")
+    assert stream.ids.dtype == np.int32 and len(stream.types) == len(set(data.text_tokens(text, "word")))
+    counts = collections.Counter(data.text_tokens(text, "word"))
+    assert data.stream_vocabulary(stream) == [token for token, _ in sorted(counts.items(), key=lambda c: (-c[1], c[0]))]
     chars = data.stream_from_text("ab\n c", "char", "x")
     assert chars.tokens() == ["a", "b", "\n", " ", "c"]

@@ -14,10 +14,10 @@ from zoo.errors import UserError
 
 @pytest.mark.parametrize("level,text", [("word", "the cat\nsat on mat zebra"), ("char", "To be,\n or  not!")])
 def test_tokenizer_layer_matches_python_encoding(level, text):
-    vocabulary = data.build_vocabulary(data.tokenize("the cat sat on the mat\n" + "To be or not\n", level))
+    vocabulary = data.stream_vocabulary(data.stream_from_text("the cat sat on the mat\n" + "To be or not\n", level, "x"))
     layer = serving.LMTokenizer(vocabulary, level)
     ids = np.asarray(layer(tf.constant([text, ""])))
-    expected = data.encode(data.tokenize(text, level), vocabulary)
+    expected = data.encode(data.text_tokens(text, level), vocabulary)
     np.testing.assert_array_equal(ids[0, : len(expected)], expected)
     assert (ids[0, len(expected):] == 0).all() and (ids[1] == 0).all()
     restored = serving.LMTokenizer.from_config(json.loads(json.dumps(layer.get_config())))
@@ -33,7 +33,7 @@ def test_saved_model_reloads_and_predicts_identically(ptb_run, tmp_path):
     run.model.save(path)
     np.testing.assert_allclose(np.asarray(keras.saving.load_model(path)(texts)), before, atol=1e-6)
     # The exported model (raw text) agrees with the core model on the same ids.
-    ids = data.encode(data.tokenize("stocks", "word"), run.assets["vocabulary"])
+    ids = data.encode(data.text_tokens("stocks", "word"), run.assets["vocabulary"])
     np.testing.assert_allclose(np.asarray(serving.core_copy(run)(ids[None]))[0], before[1, :1], atol=1e-5)
     rows = serving.predict(run, ["the market", "stocks"])
     probabilities = [item["probability"] for item in rows[1]["next"]]
@@ -67,7 +67,7 @@ def test_generation_warms_the_state_on_the_prompt(ptb_run):
     warm_up = run.assets["warm_up"]
     assert len(warm_up) == 100 and warm_up[-1] == "<eos>"
     plain = serving.core_copy(run)
-    ids = list(data.encode(warm_up + data.tokenize("the company said", "word"), vocabulary))
+    ids = list(data.encode(warm_up + data.text_tokens("the company said", "word"), vocabulary))
     for _ in range(6):
         logits = np.array(plain(np.array([ids], dtype="int32")))[0, -1]
         logits[[0, 1]] = -np.inf
