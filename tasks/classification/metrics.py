@@ -29,3 +29,9 @@ def evaluate(model: keras.Model, part: Any, assets: Mapping[str, Any], out_dir: 
         metrics_lib.plot_confusion_matrix(result["confusion_matrix"], label_names, path, f"Confusion matrix ({split})")
         result["confusion_png"] = path
     return result
+
+
+def evaluate_run(run: Any, part: Any, split: str = "test") -> Dict[str, Any]:
+    """The task hook `evaluate`: every example of `part` scored by the run's exported model."""
+    return evaluate(run.model, part, run.assets, out_dir=run.directory, split=split)
+

@@ -12,17 +12,28 @@ a label map); a missing test split is carved from train, and validation always i
 """
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import keras
 
-from tasks.classification import metrics, preprocessing, serving
+from tasks.classification import preprocessing, serving
+from tasks.classification.metrics import evaluate_run as evaluate
+from tasks.classification.serving import run_predictions as predict
+from tasks.classification.serving import run_serving_outputs as serving_outputs
 from tasks.classification.model import ClassifierModelConfig, build_classifier, compile_classifier
 from zoo.data import sources, tables
 from zoo.data.tables import TableOptions
 from zoo.errors import UserError
 from zoo.metrics import Quality
 from zoo.training import TrainConfig
+
+# The tasks.Task interface; evaluate, predict and serving_outputs are the family's, shared with the other
+# classification task.
+__all__ = [
+    "Config", "PRESETS", "QUALITY", "BENCHMARK_OVERRIDES", "catalog", "read_file", "read_tfds",
+    "complete_splits", "prepare", "build_model", "compile_model", "finish", "evaluate", "predict",
+    "serving_outputs",
+]
 
 LABELS = ("0", "1")
 LABEL_NAMES = ("negative", "positive")
@@ -129,16 +140,3 @@ def finish(model: keras.Model, config: Config, prepared: preprocessing.PreparedT
            splits: Dict[str, Any]) -> Tuple[keras.Model, dict]:
     """The exported model (raw strings -> probabilities) and task state to save with it."""
     return serving.export(model, prepared.vectorizer, config), {"threshold": serving.DEFAULT_THRESHOLD}
-
-
-def evaluate(run: Any, part: tables.LabelledTexts, split: str = "test") -> Dict[str, Any]:
-    return metrics.evaluate(run.model, part, run.assets, out_dir=run.directory, split=split)
-
-
-def predict(run: Any, texts: Sequence[str]) -> List[dict]:
-    return serving.predictions(run.model, texts, run.assets["label_names"], serving.threshold_of(run.assets))
-
-
-def serving_outputs(run: Any, texts: Any) -> Dict[str, Any]:
-    """SavedModel `serve` outputs: label, score (its probability) and every class probability."""
-    return serving.serving_outputs(run.model, texts, run.assets["label_names"], serving.threshold_of(run.assets))

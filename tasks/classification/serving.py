@@ -97,3 +97,14 @@ def predictions(model: keras.Model, texts: Sequence[str], label_names: Sequence[
         }
         for text_, index, row in zip(texts, chosen, probabilities)
     ]
+
+
+def run_predictions(run: Any, texts: Sequence[str]) -> List[dict]:
+    """The task hook `predict`: one row per text with the label at the run's threshold and every probability."""
+    return predictions(run.model, texts, run.assets["label_names"], threshold_of(run.assets))
+
+
+def run_serving_outputs(run: Any, texts: Any) -> Dict[str, Any]:
+    """The task hook `serving_outputs`: label (at the run's threshold), score and every class probability."""
+    return serving_outputs(run.model, texts, run.assets["label_names"], threshold_of(run.assets))
+

@@ -36,7 +36,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
-from tasks.classification import metrics, preprocessing, serving
+from tasks.classification import preprocessing, serving
+from tasks.classification.metrics import evaluate_run as evaluate
+from tasks.classification.serving import run_predictions as predict
+from tasks.classification.serving import run_serving_outputs as serving_outputs
 from tasks.classification.model import ClassifierModelConfig, build_classifier, compile_classifier
 from zoo import metrics as metrics_lib
 from zoo.data import files, sources, tables
@@ -44,6 +47,13 @@ from zoo.data.tables import TableOptions
 from zoo.errors import UserError
 from zoo.metrics import Quality
 from zoo.training import TrainConfig
+
+# The tasks.Task interface; evaluate, predict and serving_outputs are the family's, shared with the other
+# classification task.
+__all__ = [
+    "Config", "PRESETS", "QUALITY", "BENCHMARK_OVERRIDES", "catalog", "read_file", "complete_splits",
+    "prepare", "build_model", "compile_model", "finish", "evaluate", "predict", "serving_outputs",
+]
 
 SMS_FILE = "SMSSpamCollection"
 SMS_LABELS = ("ham", "spam")  # sorted: spam is class 1, the positive class
@@ -311,16 +321,3 @@ def finish(model: keras.Model, config: Config, prepared: preprocessing.PreparedT
     threshold = tune_threshold(labels, probabilities)
     print(f"decision threshold tuned on validation (max F1 of {prepared.assets['labels'][1]!r}): {threshold:.4f}")
     return exported, {"threshold": threshold}
-
-
-def evaluate(run: Any, part: tables.LabelledTexts, split: str = "test") -> Dict[str, Any]:
-    return metrics.evaluate(run.model, part, run.assets, out_dir=run.directory, split=split)
-
-
-def predict(run: Any, texts: Sequence[str]) -> List[dict]:
-    return serving.predictions(run.model, texts, run.assets["label_names"], serving.threshold_of(run.assets))
-
-
-def serving_outputs(run: Any, texts: Any) -> Dict[str, Any]:
-    """SavedModel `serve` outputs: label (at the tuned threshold), score and every class probability."""
-    return serving.serving_outputs(run.model, texts, run.assets["label_names"], serving.threshold_of(run.assets))
