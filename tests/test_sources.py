@@ -3,6 +3,7 @@
 import functools
 import http.server
 import json
+import logging
 import os
 import socket
 import threading
@@ -12,10 +13,10 @@ import pytest
 
 import evaluate
 import train
+from tasks import get_task
 from zoo.cli import run_main
 from zoo.data import sources
 from zoo.errors import UserError
-from tasks import get_task
 
 CATALOG = sources.Catalog(folder="corpus", describe="test files", extensions=(".conllu", ".txt", ".tsv"),
                           tfds=sources.Tfds("imdb_reviews", {"train": "train", "test": "test"}))
@@ -215,8 +216,9 @@ def no_network(monkeypatch, tmp_path):
     monkeypatch.delenv(sources.DATA_ENV, raising=False)
 
 
-def test_offline_the_tfds_default_fails_in_one_line_within_seconds(no_network, tmp_path, capsys):
+def test_offline_the_tfds_default_fails_in_one_line_within_seconds(no_network, tmp_path, capsys, caplog):
     """Through tfds' real imdb_reviews builder (its registered download URLs), not mock data."""
+    caplog.set_level(logging.WARNING)
     start = time.perf_counter()
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: train.main(["--task", "sentiment", "--out", str(tmp_path / "run")]))
@@ -225,6 +227,7 @@ def test_offline_the_tfds_default_fails_in_one_line_within_seconds(no_network, t
     assert exit_info.value.code == 2 and elapsed < 10, (elapsed, error)
     assert error.startswith("error: tfds:imdb_reviews is not downloaded and its server ai.stanford.edu")
     assert "$RNN_ZOO_DATA" in error and "--train-file" in error
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]  # no tfds noise
     assert not (tmp_path / "run").exists()
 
 

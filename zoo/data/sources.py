@@ -364,14 +364,23 @@ def tfds_builder(name: str, offline_hint: str, data_dir: Optional[str] = None) -
     the dataset is resolved and connected to, so no network fails in seconds with `offline_hint`.
     """
     import tensorflow_datasets as tfds
+    from absl import logging as absl_logging
 
+    # Looking for a dataset that was never downloaded, tfds logs "Variant folder ... has no
+    # dataset_info.json" as a warning: noise before the message that matters, so it is held back.
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as error:  # tfds raises DatasetNotFoundError and others from its registry
-        raise UserError(f"tfds:{name}: not available in tensorflow-datasets ({str(error).splitlines()[0]})") from None
-    if builder.is_prepared():
-        return builder
-    problem = download_problem(builder)
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)
+        except Exception as error:  # tfds raises DatasetNotFoundError and others from its registry
+            raise UserError(f"tfds:{name}: not available in tensorflow-datasets "
+                            f"({str(error).splitlines()[0]})") from None
+        if builder.is_prepared():
+            return builder
+        problem = download_problem(builder)
+    finally:
+        absl_logging.set_verbosity(verbosity)
     if problem:
         raise UserError(f"tfds:{name} is not downloaded and its server {problem} cannot be reached; {offline_hint}")
     print(f"tfds:{name}: downloading and preparing into {builder.data_dir} (once)")
