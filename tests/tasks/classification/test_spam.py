@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from tasks.classification import serving, spam
 from tasks import get_task, load_run
+from tasks.classification import serving, spam
 from tests.conftest import load_splits
 from zoo import run as run_lib
 from zoo.cli import resolve_config
