@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import cells, report, timing
+from tests.conftest import REPO
 from zoo.errors import UserError
 
 def test_time_calls_excludes_warmup_calls():
@@ -370,7 +371,7 @@ def test_rerun_with_variants_runs_each_value_and_skips_finished_ones(monkeypatch
 def test_records_written_before_variants_are_still_skipped_and_summarized(monkeypatch, tmp_path):
     """The committed quick results (records without a `variant` field): a rerun without --variants
     finds every run finished, and the table comes out exactly as committed."""
-    quick = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results", "quick")
+    quick = os.path.join(REPO, "benchmarks", "results", "quick")
     saved = json.loads(open(os.path.join(quick, "results.json")).read())
     (tmp_path / "records").mkdir()
     for record in saved["runs"]:
