@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import keras
 
-from tasks.captioning import evaluate as evaluate_lib
+from tasks.captioning import metrics as evaluate_lib
 from tasks.captioning import layout, preprocessing, serving
 from tasks.captioning.config import Config, DataConfig, ModelConfig
 from tasks.captioning.data import CaptionSet, complete_splits, read_file, read_tfds

@@ -1,1 +1,1 @@
-"""Many-to-one text classification: the sentiment and spam tasks and the model, preprocessing and serving they share."""
+"""Many-to-one text classification: the sentiment and spam tasks and the data, model, serving and metrics they share."""

@@ -16,7 +16,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import keras
 
-from tasks.classification import preprocessing, serving
+from tasks.classification import data as text_data
+from tasks.classification import serving
 from tasks.classification.metrics import evaluate_run as evaluate
 from tasks.classification.serving import run_predictions as predict
 from tasks.classification.serving import run_serving_outputs as serving_outputs
@@ -120,11 +121,11 @@ def read_tfds(name: str, split: str, config: Config) -> tables.LabelledTexts:
 
 def complete_splits(parts: Dict[str, Any], config: Config) -> Dict[str, Any]:
     """{"train", "validation", "test"}: a missing test split, then validation, carved from train (seeded)."""
-    return preprocessing.complete_splits(parts, config, stratify=True)
+    return text_data.complete_splits(parts, config, stratify=True)
 
 
-def prepare(config: Config, splits: Dict[str, Any]) -> preprocessing.PreparedText:
-    return preprocessing.prepare(config, splits, LABELS, LABEL_NAMES)
+def prepare(config: Config, splits: Dict[str, Any]) -> text_data.PreparedText:
+    return text_data.prepare(config, splits, LABELS, LABEL_NAMES)
 
 
 def build_model(config: Config, sizes: Mapping[str, Any]) -> keras.Model:
@@ -136,7 +137,7 @@ def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, Any]) 
     compile_classifier(model, config, sizes)
 
 
-def finish(model: keras.Model, config: Config, prepared: preprocessing.PreparedText,
+def finish(model: keras.Model, config: Config, prepared: text_data.PreparedText,
            splits: Dict[str, Any]) -> Tuple[keras.Model, dict]:
     """The exported model (raw strings -> probabilities) and task state to save with it."""
     return serving.export(model, prepared.vectorizer, config), {"threshold": serving.DEFAULT_THRESHOLD}

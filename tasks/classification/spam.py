@@ -36,7 +36,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
-from tasks.classification import preprocessing, serving
+from tasks.classification import data as text_data
+from tasks.classification import serving
 from tasks.classification.metrics import evaluate_run as evaluate
 from tasks.classification.serving import run_predictions as predict
 from tasks.classification.serving import run_serving_outputs as serving_outputs
@@ -277,12 +278,12 @@ def class_weights(targets: Sequence[int], num_classes: int) -> Dict[int, float]:
     return {index: float(len(targets) / (num_classes * count)) for index, count in enumerate(counts) if count}
 
 
-def prepare(config: Config, splits: Dict[str, Any]) -> preprocessing.PreparedText:
+def prepare(config: Config, splits: Dict[str, Any]) -> text_data.PreparedText:
     labels = sorted(set(splits["train"].labels))
     weights = None
     if config.train.class_weights:
         weights = class_weights(tables.encode_labels(splits["train"], labels), len(labels))
-    prepared = preprocessing.prepare(config, splits, labels, class_weight=weights)
+    prepared = text_data.prepare(config, splits, labels, class_weight=weights)
     prepared.assets["split"] = {
         "seed": config.data.split_seed,
         "digest": split_digest(splits),
@@ -309,7 +310,7 @@ def tune_threshold(labels: Sequence[int], positive_probabilities: Sequence[float
     return metrics_lib.best_f1_threshold(labels, positive_probabilities, positive_index=1)
 
 
-def finish(model: keras.Model, config: Config, prepared: preprocessing.PreparedText,
+def finish(model: keras.Model, config: Config, prepared: text_data.PreparedText,
            splits: Dict[str, Any]) -> Tuple[keras.Model, dict]:
     """The exported model (raw strings -> probabilities) and, for two classes, the tuned threshold."""
     exported = serving.export(model, prepared.vectorizer, config)

@@ -1,1 +1,1 @@
-"""The language-model family (`--task lm`): data, model, serving and evaluation modules, and the task module."""
+"""The language-model family (`--task lm`): config, data, model, serving and metrics modules, and the task module."""

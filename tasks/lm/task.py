@@ -33,7 +33,7 @@ import numpy as np
 
 from tasks.lm import data, model
 from tasks.lm.config import Config, DataConfig, LMTrainConfig, ModelConfig
-from tasks.lm.evaluation import evaluate
+from tasks.lm.metrics import evaluate
 from tasks.lm.model import build_model, compile_model
 from tasks.lm.serving import finish, generate, predict, serving_outputs
 from zoo.data import sources

@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import keras
 
 # serving imports every module that defines a layer of the saved models (features, model, zoo.crf).
-from tasks.tagging import pipeline, serving
+from tasks.tagging import data as tagging_data
+from tasks.tagging import serving
 from tasks.tagging.metrics import entity_metrics
 from tasks.tagging.model import TaggerConfig, build_tagger, compile_tagger
 from zoo.data import schemes, sources
@@ -42,7 +43,7 @@ TRAIN_SCHEMES = ("iob2", "iobes")
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig(pipeline.TaggingDataConfig):
+class DataConfig(tagging_data.TaggingDataConfig):
     tag_scheme: str = sources.reading_option("auto")  # the files' scheme: auto, iob1, iob2 or iobes
     # The tags the network learns. IOBES gives entity ends and single-token entities their own tags;
     # the exported model maps them back (S- -> B-, E- -> I-), so it outputs IOB2 either way.
@@ -79,29 +80,29 @@ def catalog(config: Config) -> sources.Catalog:
 
 def read_file(path: str, config: Config, location: Optional[dict] = None) -> TaggedSentences:
     """A column file in IOB2; chunk tags (B-NP, ...) read from a file without entities are refused."""
-    sentences = pipeline.read_tagged_file(path, config, schemes.is_entity_tag)
+    sentences = tagging_data.read_tagged_file(path, config, schemes.is_entity_tag)
     schemes.convert_to_iob2(sentences, config.data.tag_scheme)
     schemes.check_entity_types(sentences)
     return sentences
 
 
 def read_tfds(name: str, split: str, config: Config) -> TaggedSentences:
-    sentences = pipeline.read_tfds_tagged(name, split, "ner", sources.offline_hint(CATALOG))
+    sentences = tagging_data.read_tfds_tagged(name, split, "ner", sources.offline_hint(CATALOG))
     schemes.convert_to_iob2(sentences, config.data.tag_scheme)
     return sentences
 
 
 def complete_splits(parts: Dict[str, TaggedSentences], config: Config) -> Dict[str, TaggedSentences]:
     """{"train", "validation", "test"} in IOB2 (validation = CoNLL testa); missing ones carved from train."""
-    return pipeline.complete_splits(parts, config)
+    return tagging_data.complete_splits(parts, config)
 
 
 def prepare(config: Config, splits: Dict[str, TaggedSentences]) -> Prepared:
-    """Vocabularies and datasets (tasks.tagging.pipeline.prepare), on IOBES tags with data.train_scheme=iobes."""
+    """Vocabularies and datasets (tasks.tagging.data.prepare), on IOBES tags with data.train_scheme=iobes."""
     if config.data.train_scheme == "iobes":
         splits = {name: TaggedSentences(part.tokens, [schemes.iob2_to_iobes(tags) for tags in part.tags],
                                          part.source, part.lines) for name, part in splits.items()}
-    return pipeline.prepare(config, splits)
+    return tagging_data.prepare(config, splits)
 
 
 def build_model(config: Config, sizes: Mapping[str, int]) -> keras.Model:

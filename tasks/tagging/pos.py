@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import keras
 
 # serving imports every module that defines a layer of the saved models (features, model, zoo.crf).
-from tasks.tagging import pipeline, serving
+from tasks.tagging import data as tagging_data
+from tasks.tagging import serving
 from tasks.tagging.metrics import pos_metrics
 from tasks.tagging.model import TaggerConfig, build_tagger, compile_tagger
 from zoo.data import sources
@@ -36,7 +37,7 @@ CATALOG = sources.Catalog(
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig(pipeline.TaggingDataConfig):
+class DataConfig(tagging_data.TaggingDataConfig):
     """ColumnOptions' tag_column "auto" is UPOS (17 universal tags) in CoNLL-U; "xpos" gives Penn Treebank tags."""
 
 
@@ -63,21 +64,21 @@ def catalog(config: Config) -> sources.Catalog:
 
 
 def read_file(path: str, config: Config, location: Optional[dict] = None) -> TaggedSentences:
-    return pipeline.read_tagged_file(path, config)
+    return tagging_data.read_tagged_file(path, config)
 
 
 def read_tfds(name: str, split: str, config: Config) -> TaggedSentences:
     tag = "xpos" if config.data.tag_column == "xpos" else "upos"
-    return pipeline.read_tfds_tagged(name, split, tag, sources.offline_hint(CATALOG))
+    return tagging_data.read_tfds_tagged(name, split, tag, sources.offline_hint(CATALOG))
 
 
 def complete_splits(parts: Dict[str, TaggedSentences], config: Config) -> Dict[str, TaggedSentences]:
     """{"train", "validation", "test"} (validation = the treebank's dev file); missing ones carved from train."""
-    return pipeline.complete_splits(parts, config)
+    return tagging_data.complete_splits(parts, config)
 
 
 def prepare(config: Config, splits: Dict[str, TaggedSentences]) -> Prepared:
-    return pipeline.prepare(config, splits)
+    return tagging_data.prepare(config, splits)
 
 
 def build_model(config: Config, sizes: Mapping[str, int]) -> keras.Model:

@@ -424,7 +424,7 @@ def test_benchmark_cli_compares_stateful_and_stateless_lm_end_to_end(cli, data_e
 
 
 def test_the_captioning_quality_key_is_what_captioning_evaluation_returns():
-    from tasks.captioning import evaluate as caption_evaluation
+    from tasks.captioning import metrics as caption_evaluation
 
     quality = cells.quality_for("captioning")
     assert quality.test_key == "bleu_4" and quality.higher_is_better

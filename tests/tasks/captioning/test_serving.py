@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tasks.captioning import data as caption_data
-from tasks.captioning import evaluate
+from tasks.captioning import metrics as caption_metrics
 from tasks.captioning import serving, task
 from tests.tasks.captioning.helpers import tiny_config, train_briefly
 from zoo import export
@@ -79,5 +79,5 @@ def test_short_real_training_run_learns_varied_captions(data_env, tmp_path):
     beam, _ = serving.beam_captions(exported, initial, prepared.assets["vocabulary"], config)
     assert len(set(greedy)) > 1 and len(set(beam)) > 1, (greedy, beam)
     assert all(np.isfinite(scores)) and all(caption for caption in beam)
-    metrics = evaluate.caption_metrics(beam, part.captions[:32])
+    metrics = caption_metrics.caption_metrics(beam, part.captions[:32])
     assert metrics["bleu_1"] > 20.0 and metrics["distinct_captions"] > 1

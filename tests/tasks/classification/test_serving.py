@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.classification import preprocessing, sentiment, serving, spam
+from tasks.classification import data as text_data
+from tasks.classification import sentiment, serving, spam
 from zoo.cli import resolve_config
 
 
@@ -12,7 +13,7 @@ def test_exported_model_round_trip_takes_raw_strings(tmp_path):
     config = sentiment.Config()
     sizes = {"vocab_size": 7, "num_classes": 2}
     vocabulary = ["good", "bad", "film", ".", "not"]
-    vectorizer = preprocessing.make_vectorizer(config, vocabulary)
+    vectorizer = text_data.make_vectorizer(config, vocabulary)
     model = serving.export(sentiment.build_model(config, sizes), vectorizer, config)
     path = tmp_path / "model.keras"
     model.save(path)
@@ -41,7 +42,7 @@ def test_decide_thresholds_the_positive_class_or_takes_the_most_probable():
 def test_serving_outputs_agree_with_predictions(num_classes):
     """The SavedModel signature's labels and scores are predict.py's, at the same threshold."""
     config = resolve_config(spam, overrides=["model.units=4"])
-    vectorizer = preprocessing.make_vectorizer(config, ["win", "a", "prize", "see", "you"])
+    vectorizer = text_data.make_vectorizer(config, ["win", "a", "prize", "see", "you"])
     model = serving.export(spam.build_model(config, {"vocab_size": 7, "num_classes": num_classes}), vectorizer, config)
     label_names = ["ham", "spam", "other"][:num_classes]
     texts = ["win a prize", "see you", "WIN", "unknown words only", "a"]

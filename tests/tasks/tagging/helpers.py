@@ -2,7 +2,8 @@
 
 import dataclasses
 
-from tasks.tagging import ner, pipeline
+from tasks.tagging import data as tagging_data
+from tasks.tagging import ner
 from zoo.data import columns
 
 
@@ -20,4 +21,4 @@ SENTENCES = columns.TaggedSentences(
 
 
 def prepared_splits(config, part=SENTENCES):
-    return pipeline.prepare(config, {"train": part, "validation": part})
+    return tagging_data.prepare(config, {"train": part, "validation": part})

@@ -1,9 +1,10 @@
-"""Preprocessing (tasks/classification/preprocessing.py): one vectorizer for the tf.data pipeline and the export."""
+"""Preprocessing (tasks/classification/data.py): one vectorizer for the tf.data pipeline and the export."""
 
 import numpy as np
 
 from tasks.classification import model as model_lib
-from tasks.classification import preprocessing, serving, spam
+from tasks.classification import data as text_data
+from tasks.classification import serving, spam
 from zoo.cli import resolve_config
 from zoo.data import tables
 from zoo.data.pipeline import first_epoch
@@ -36,6 +37,6 @@ def test_the_export_reuses_the_training_vectorizer_and_sees_the_training_ids():
 
 def test_ragged_ids_drop_only_the_padding():
     config = resolve_config(spam)
-    vectorizer = preprocessing.make_vectorizer(config, ["a", "b"])
-    ragged = preprocessing.ragged_ids(vectorizer)(np.array(["a b a", "b", "zzz a", ""]))
+    vectorizer = text_data.make_vectorizer(config, ["a", "b"])
+    ragged = text_data.ragged_ids(vectorizer)(np.array(["a b a", "b", "zzz a", ""]))
     assert ragged.to_list() == [[2, 3, 2], [3], [1, 2], []]

@@ -1,4 +1,4 @@
-"""tasks/captioning/evaluate.py: the retrieval features (a .npy file, or assets.json in older runs) and metrics."""
+"""tasks/captioning/metrics.py: the retrieval features (a .npy file, or assets.json in older runs) and metrics."""
 
 import base64
 import types
@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from tasks.captioning import evaluate
+from tasks.captioning import metrics as caption_metrics
 from zoo import run as run_lib
 from zoo.errors import UserError
 
@@ -20,16 +20,16 @@ def test_retrieval_features_live_in_a_npy_file_and_older_runs_stay_readable(tmp_
     half = features.astype("<f2")
     captions = [f"caption {i}" for i in range(5)]
     rest = run_lib.write_arrays(str(tmp_path / "new"), {"retrieval": {"captions": captions},
-                                                        evaluate.RETRIEVAL_FEATURES: half})
+                                                        caption_metrics.RETRIEVAL_FEATURES: half})
     assert rest == {"retrieval": {"captions": captions}}
-    bank = evaluate.retrieval_bank(_run(tmp_path / "new", rest))
+    bank = caption_metrics.retrieval_bank(_run(tmp_path / "new", rest))
     assert bank.dtype == np.float32 and bank.shape == (5, 3)
     np.testing.assert_allclose(np.linalg.norm(bank, axis=1), 1.0, rtol=1e-5)
     # Runs written before: float16 base64 in assets.json, and older still, JSON lists; the same neighbours.
     packed = {"dtype": "float16", "shape": [5, 3], "base64": base64.b64encode(half.tobytes()).decode("ascii")}
     for stored in (packed, half.astype("float32").tolist()):
-        older = evaluate.retrieval_bank(_run(tmp_path / "old", {"retrieval": {"captions": captions, "features": stored}}))
+        older = caption_metrics.retrieval_bank(_run(tmp_path / "old", {"retrieval": {"captions": captions, "features": stored}}))
         np.testing.assert_array_equal(older, bank)
-    assert evaluate.nearest_neighbour_captions(features[[3, 1]], captions, bank) == ["caption 3", "caption 1"]
+    assert caption_metrics.nearest_neighbour_captions(features[[3, 1]], captions, bank) == ["caption 3", "caption 1"]
     with pytest.raises(UserError, match="retrieval_features.npy: missing"):
-        evaluate.retrieval_bank(_run(tmp_path / "damaged", {"retrieval": {"captions": captions}}))
+        caption_metrics.retrieval_bank(_run(tmp_path / "damaged", {"retrieval": {"captions": captions}}))
