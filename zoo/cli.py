@@ -5,6 +5,7 @@ import os
 import re
 import sys
 import threading
+from typing import Any, Callable, Iterable, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 NATIVE_LOGS_VARIABLE = "RNN_ZOO_NATIVE_LOGS"  # set to 1 to see TensorFlow's C++ log lines
@@ -16,7 +17,7 @@ NATIVE_LOG_LINE = re.compile(
 )
 
 
-def filter_native_logs():
+def filter_native_logs() -> None:
     """Drop TensorFlow's C++ log lines from this process's stderr; Python's own messages pass untouched.
 
     TF 2.21 logs through absl before TF_CPP_MIN_LOG_LEVEL applies (oneDNN, CUDA-probe and CPU-feature
@@ -49,7 +50,7 @@ def filter_native_logs():
     atexit.register(restore)
 
 
-def run_main(main, script=False):
+def run_main(main: Callable[[], object], script: bool = False) -> None:
     """Call `main()`; a UserError becomes `error: ...` on stderr with exit status 2.
 
     `script=True` (an entry point's `__main__`) also filters TensorFlow's native log lines.
@@ -71,7 +72,7 @@ def run_main(main, script=False):
         sys.exit(130)
 
 
-def resolve_config(task, preset=None, overrides=()):
+def resolve_config(task: Any, preset: Optional[str] = None, overrides: Iterable[str] = ()) -> Any:
     """Task defaults, then a preset, then `--set` overrides, in that order."""
     from zoo import config as config_lib
     from zoo.errors import UserError

@@ -4,11 +4,12 @@ import dataclasses
 import json
 import math
 import typing
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 from zoo.errors import UserError
 
 
-def parse_override(text):
+def parse_override(text: str) -> Tuple[str, str]:
     """Split `section.key=value` into (`section.key`, `value`)."""
     if "=" not in text:
         raise UserError(f"--set {text!r}: expected key=value, e.g. --set train.epochs=3")
@@ -58,7 +59,7 @@ def _field_types(config):
     return typing.get_type_hints(type(config))
 
 
-def override(config, key, value, full_key=None):
+def override(config: Any, key: str, value: str, full_key: Optional[str] = None) -> Any:
     """Return a copy of `config` with the dotted `key` set from the string `value`."""
     full_key = full_key or key
     section, _, rest = key.partition(".")
@@ -78,7 +79,7 @@ def override(config, key, value, full_key=None):
     return dataclasses.replace(config, **{section: coerced})
 
 
-def apply_overrides(config, overrides):
+def apply_overrides(config: Any, overrides: Union[Dict[str, Any], Iterable[str]]) -> Any:
     """Apply `key=value` strings (or a dict of dotted keys) in order."""
     items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
     for key, value in items:
@@ -89,7 +90,7 @@ def apply_overrides(config, overrides):
     return config
 
 
-def validate(config):
+def validate(config: Any) -> None:
     """Run each section's `validate()` method, if it has one."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
@@ -100,12 +101,12 @@ def validate(config):
         check()
 
 
-def to_dict(config):
+def to_dict(config: Any) -> Dict[str, Any]:
     """Nested plain-dict form of a config, ready for JSON."""
     return dataclasses.asdict(config)
 
 
-def from_dict(config_class, data):
+def from_dict(config_class: type, data: Mapping[str, Any]) -> Any:
     """Rebuild a (nested) config dataclass from `to_dict` output; unknown keys are an error."""
     types = typing.get_type_hints(config_class)
     kwargs = {}
@@ -123,7 +124,7 @@ def from_dict(config_class, data):
     return config_class(**kwargs)
 
 
-def flat_items(config, prefix=""):
+def flat_items(config: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
     """Yield (`dotted.key`, value) for every leaf of a config, for logs and benchmark tables."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)

@@ -9,6 +9,8 @@ int; mask (batch, time) bool, True on real tokens, right-padded (every row has a
 Padded steps add nothing: the forward and Viterbi recursions carry their state through them unchanged.
 """
 
+from typing import Any, Dict, Optional, Tuple
+
 import keras
 from keras import ops
 
@@ -27,7 +29,7 @@ class CRF(keras.layers.Layer):
         self.num_tags = int(num_tags)
         self.supports_masking = True
 
-    def build(self, input_shape):
+    def build(self, input_shape: Tuple[Optional[int], ...]) -> None:
         initializer = keras.initializers.RandomUniform(-0.1, 0.1, seed=0)
         self.transitions = self.add_weight(
             shape=(self.num_tags, self.num_tags), initializer=initializer, name="transitions"
@@ -35,24 +37,26 @@ class CRF(keras.layers.Layer):
         self.start_scores = self.add_weight(shape=(self.num_tags,), initializer="zeros", name="start_scores")
         self.end_scores = self.add_weight(shape=(self.num_tags,), initializer="zeros", name="end_scores")
 
-    def call(self, emissions, mask=None, decode=False):
+    def call(self, emissions: Any, mask: Optional[Any] = None, decode: bool = False) -> Any:
         if decode:
             return self.viterbi(emissions, mask)
         # A new tensor, so the input's Keras mask does not ride along to the (per-sentence) loss.
         return ops.multiply(emissions, 1.0)
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Any, mask: Optional[Any] = None) -> None:
         return None  # the loss and the decoder take the mask explicitly
 
-    def compute_output_shape(self, input_shape, mask=None, decode=False):
+    def compute_output_shape(self, input_shape: Tuple[Optional[int], ...], mask: Optional[Any] = None,
+                             decode: bool = False) -> Tuple[Optional[int], ...]:
         return input_shape[:2] if decode else input_shape
 
-    def compute_output_spec(self, emissions, mask=None, decode=False):
+    def compute_output_spec(self, emissions: keras.KerasTensor, mask: Optional[Any] = None,
+                            decode: bool = False) -> keras.KerasTensor:
         if decode:
             return keras.KerasTensor(emissions.shape[:2], dtype="int32")
         return keras.KerasTensor(emissions.shape, dtype=emissions.dtype)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "num_tags": self.num_tags}
 
     # ---- the two recursions --------------------------------------------------------------------
@@ -64,7 +68,7 @@ class CRF(keras.layers.Layer):
             mask = ops.ones(ops.shape(emissions)[:2], dtype="bool")
         return ops.transpose(emissions, (1, 0, 2)), ops.transpose(ops.cast(mask, "bool"), (1, 0))
 
-    def log_partition(self, emissions, mask=None):
+    def log_partition(self, emissions: Any, mask: Optional[Any] = None) -> Any:
         """log sum over all tag paths of exp(score), by the forward algorithm: (batch,)."""
         emissions, mask = self._time_major(emissions, mask)
         transitions = ops.cast(self.transitions, emissions.dtype)
@@ -80,7 +84,7 @@ class CRF(keras.layers.Layer):
         alpha, _ = ops.scan(step, alpha, _with_mask_channel(emissions[1:], mask[1:]))
         return ops.logsumexp(alpha + ops.cast(self.end_scores, emissions.dtype)[None, :], axis=1)
 
-    def path_score(self, emissions, tags, mask=None):
+    def path_score(self, emissions: Any, tags: Any, mask: Optional[Any] = None) -> Any:
         """score(tags) for given tag paths: (batch,). Tags at padded positions are ignored."""
         emissions, mask = self._time_major(emissions, mask)
         tags = ops.transpose(ops.cast(tags, "int32"), (1, 0))
@@ -97,11 +101,11 @@ class CRF(keras.layers.Layer):
         last = ops.take_along_axis(tags, (lengths - 1)[None, :], axis=0)[0]
         return score + ops.take(ops.cast(self.end_scores, emissions.dtype), last)
 
-    def log_likelihood(self, emissions, tags, mask=None):
+    def log_likelihood(self, emissions: Any, tags: Any, mask: Optional[Any] = None) -> Any:
         """log p(tags | emissions): (batch,)."""
         return self.path_score(emissions, tags, mask) - self.log_partition(emissions, mask)
 
-    def viterbi(self, emissions, mask=None):
+    def viterbi(self, emissions: Any, mask: Optional[Any] = None) -> Any:
         """The highest-scoring tag path: (batch, time) int32, -1 at padded positions."""
         emissions, mask = self._time_major(emissions, mask)
         emissions = ops.cast(emissions, "float32")
@@ -151,6 +155,6 @@ class CRFLoss(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
         self.crf = crf
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         tags = ops.cast(y_true, "int32")
         return -self.crf.log_likelihood(y_pred, tags, tags >= 0)

@@ -20,12 +20,14 @@ explicitly and returns the new one (a list of arrays, each with one row per beam
     # best[i]: up to beam_width (ids int64 (steps,), normalized score), best first, for input i
 """
 
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
 import numpy as np
 
 from zoo.errors import UserError
 
 
-def check_options(temperature=1.0, top_k=None):
+def check_options(temperature: float = 1.0, top_k: Optional[int] = None) -> None:
     """Raise a UserError naming the flag when a decoding option is out of range."""
     if temperature is None or not np.isfinite(temperature) or temperature < 0:
         raise UserError(f"--temperature {temperature}: must be 0 (greedy) or positive")
@@ -33,14 +35,14 @@ def check_options(temperature=1.0, top_k=None):
         raise UserError(f"--top-k {top_k}: must be at least 1")
 
 
-def log_softmax(logits):
+def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable log-softmax over the last axis of a float array."""
     logits = np.asarray(logits, dtype="float64")
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def filter_top_k(logits, top_k):
+def filter_top_k(logits: np.ndarray, top_k: Optional[int]) -> np.ndarray:
     """Set every logit outside the `top_k` largest of each row to -inf; (batch, vocab) -> same shape.
 
     Ties at the k-th value are all kept, so no row ever ends up with fewer than k candidates.
@@ -52,7 +54,8 @@ def filter_top_k(logits, top_k):
     return np.where(logits >= kth, logits, -np.inf)
 
 
-def choose(logits, rng, temperature=1.0, top_k=None, banned_ids=()):
+def choose(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0, top_k: Optional[int] = None,
+           banned_ids: Sequence[int] = ()) -> np.ndarray:
     """Pick one token per row of `logits` (batch, vocab) -> int64 (batch,).
 
     temperature 0 is argmax (greedy); otherwise logits are divided by the temperature,
@@ -79,7 +82,9 @@ def choose(logits, rng, temperature=1.0, top_k=None, banned_ids=()):
     return picked.astype("int64")
 
 
-def generate(step, first_logits, length, *, temperature=1.0, top_k=None, seed=None, stop_ids=(), banned_ids=()):
+def generate(step: Callable[[np.ndarray], np.ndarray], first_logits: np.ndarray, length: int, *,
+             temperature: float = 1.0, top_k: Optional[int] = None, seed: Optional[int] = None,
+             stop_ids: Sequence[int] = (), banned_ids: Sequence[int] = ()) -> np.ndarray:
     """Decode up to `length` tokens.
 
     Args:
@@ -116,7 +121,7 @@ def generate(step, first_logits, length, *, temperature=1.0, top_k=None, seed=No
     return np.stack(chosen, axis=1)
 
 
-def check_beam_options(beam_width, length_penalty=1.0):
+def check_beam_options(beam_width: int, length_penalty: float = 1.0) -> None:
     """Raise a UserError naming the setting when a beam-search option is out of range."""
     if int(beam_width) < 1:
         raise UserError(f"beam width {beam_width}: must be at least 1")
@@ -124,7 +129,7 @@ def check_beam_options(beam_width, length_penalty=1.0):
         raise UserError(f"length penalty {length_penalty}: must be 0 (raw sum) or positive")
 
 
-def normalized_score(total_log_probability, length, length_penalty=1.0):
+def normalized_score(total_log_probability: float, length: int, length_penalty: float = 1.0) -> float:
     """Length normalization: summed log-probability / length ** length_penalty (1.0 = mean per token).
 
     Without it a beam prefers short captions, since every extra token only lowers the sum.
@@ -132,8 +137,10 @@ def normalized_score(total_log_probability, length, length_penalty=1.0):
     return float(total_log_probability) / max(1, length) ** length_penalty
 
 
-def beam_search(step, initial_state, first_logits, *, beam_width, max_length, end_id, length_penalty=1.0,
-                banned_ids=()):
+def beam_search(step: Callable[[np.ndarray, List[np.ndarray]], Tuple[np.ndarray, List[np.ndarray]]],
+                initial_state: Iterable[np.ndarray], first_logits: np.ndarray, *, beam_width: int, max_length: int,
+                end_id: int, length_penalty: float = 1.0,
+                banned_ids: Iterable[int] = ()) -> List[List[Tuple[np.ndarray, float]]]:
     """Beam search with an end token, a maximum length and length-normalized ranking.
 
     Args:

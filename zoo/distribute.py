@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from typing import Any, Dict, Iterator, Optional, Union
 
 import keras
 import tensorflow as tf
@@ -31,16 +32,16 @@ class Placement:
     is_chief: bool = True
 
     @property
-    def replicas(self):
+    def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
 
-    def record(self):
+    def record(self) -> Dict[str, Any]:
         """What the run directory keeps about where the run trained (strategy.json)."""
         return {"strategy": self.name, "requested": self.requested, "replicas": self.replicas,
                 "workers": self.num_workers}
 
 
-def make_placement(name="default"):
+def make_placement(name: str = "default") -> Placement:
     """Create the strategy for `--strategy name`; must run before any other TensorFlow op of the process.
 
     MultiWorkerMirroredStrategy configures collective ops at start-up, so it cannot be created
@@ -80,7 +81,7 @@ def _multi_worker(requested):
     return Placement(strategy, "multi_worker", requested, task_index, num_workers, is_chief)
 
 
-def check_task(task, config, placement):
+def check_task(task: Any, config: Any, placement: Placement) -> None:
     """Refuse a strategy the task's config cannot train under (the task's `distribution_problem` hook)."""
     if placement.replicas == 1 and placement.num_workers == 1:
         return
@@ -90,7 +91,7 @@ def check_task(task, config, placement):
         raise UserError(f"--strategy {placement.requested} ({placement.replicas} replicas): {problem}")
 
 
-def shard_by_data(dataset):
+def shard_by_data(dataset: Union[tf.data.Dataset, EpochStream]) -> Union[tf.data.Dataset, EpochStream]:
     """Shard a dataset (or an EpochStream) across workers by element: it is built from in-memory tensors,
     so FILE sharding cannot apply."""
     options = tf.data.Options()
@@ -100,7 +101,7 @@ def shard_by_data(dataset):
     return dataset.with_options(options)
 
 
-def output_directory(run_dir, placement):
+def output_directory(run_dir: str, placement: Placement) -> str:
     """Where this process writes: the run directory on the chief, a fresh temporary directory elsewhere.
 
     Every worker still saves (a save may read variables through collectives), as the TF
@@ -111,7 +112,7 @@ def output_directory(run_dir, placement):
     return tempfile.mkdtemp(prefix=f"rnn-zoo-worker{placement.worker_index}-")
 
 
-def copy_resume_state(run_dir, write_dir):
+def copy_resume_state(run_dir: str, write_dir: str) -> None:
     """Give a non-chief worker the chief's backup and best-checkpoint state, so all workers resume alike.
 
     Early stopping and the resume epoch then agree on every worker; diverging would leave one
@@ -123,7 +124,7 @@ def copy_resume_state(run_dir, write_dir):
             shutil.copytree(source, os.path.join(write_dir, name), dirs_exist_ok=True)
 
 
-def weights_fingerprint(model):
+def weights_fingerprint(model: keras.Model) -> str:
     """sha256 of every weight of `model`, in order: equal on all workers after synchronous training."""
     digest = hashlib.sha256()
     for weight in model.get_weights():
@@ -131,7 +132,7 @@ def weights_fingerprint(model):
     return digest.hexdigest()
 
 
-def check_mixed_precision(mixed_precision):
+def check_mixed_precision(mixed_precision: bool) -> None:
     """`train.mixed_precision=true` needs a GPU: on CPU it is rejected before anything is written.
 
     TensorFlow's CPU kernels gain nothing from float16 (most compute in float32 and cast, some
@@ -146,7 +147,7 @@ def check_mixed_precision(mixed_precision):
 
 
 @contextlib.contextmanager
-def precision_policy(mixed_precision):
+def precision_policy(mixed_precision: bool) -> Iterator[str]:
     """Build and compile models under `mixed_float16` when asked; yields the policy name (float32 otherwise).
 
     Keras casts only layers built while the global policy is set, and `compile` wraps the optimizer
@@ -165,13 +166,13 @@ def precision_policy(mixed_precision):
         keras.config.set_dtype_policy(previous)
 
 
-def warn_single_replica(placement):
+def warn_single_replica(placement: Placement) -> None:
     """`mirrored` on a machine without GPUs trains on one CPU replica: say so rather than pretend."""
     if placement.name == "mirrored" and placement.replicas == 1:
         warnings.warn("--strategy mirrored found no GPU: training on a single CPU replica", stacklevel=2)
 
 
-def work_around_keras_multi_worker(model, dataset):
+def work_around_keras_multi_worker(model: keras.Model, dataset: Union[tf.data.Dataset, EpochStream]) -> None:
     """Let Keras 3.15's `fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585); multi-worker only.
 
     Two steps of `fit` fail there, before and after every training step:
@@ -222,7 +223,7 @@ class CheckSameStart(keras.callbacks.Callback):
         super().__init__()
         self.strategy = strategy
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
         # 48 bits of the fingerprint: exact in float64, so the all-reduced sum is exact too.
         local = float(int(weights_fingerprint(self.model)[:12], 16))
         per_replica = self.strategy.run(lambda: tf.constant(local, tf.float64))

@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING, Any, Callable, Dict
 
 import keras
 import tensorflow as tf
@@ -11,10 +12,13 @@ from zoo import faults, rundir
 from zoo.io import umask
 from zoo.errors import UserError
 
+if TYPE_CHECKING:
+    from zoo.run import Run
+
 ENDPOINT = "serve"
 
 
-def input_spec(model):
+def input_spec(model: keras.Model) -> tf.TensorSpec:
     """The one raw input of an exported model as a TensorSpec, e.g. (None,) tf.string for texts or image bytes."""
     if len(model.inputs) != 1:
         raise UserError(f"{model.name}: a SavedModel export needs a model with one raw input, found {len(model.inputs)}")
@@ -22,7 +26,7 @@ def input_spec(model):
     return tf.TensorSpec(shape=tensor.shape, dtype=tensor.dtype, name=tensor.name.split(":")[0])
 
 
-def named_outputs(model, outputs):
+def named_outputs(model: keras.Model, outputs: Any) -> Dict[str, Any]:
     """The model's outputs as a {name: tensor} dict: the default when a task has no `serving_outputs` hook."""
     if isinstance(outputs, dict):
         return dict(outputs)
@@ -31,7 +35,7 @@ def named_outputs(model, outputs):
     return {model.output_names[0]: outputs}
 
 
-def serving_function(run):
+def serving_function(run: "Run") -> Callable[[tf.Tensor], Dict[str, Any]]:
     """raw inputs -> {name: tensor}: the task's `serving_outputs(run, inputs)` hook, else the model's named outputs."""
     hook = getattr(run.task, "serving_outputs", None)
     if hook is not None:
@@ -39,7 +43,7 @@ def serving_function(run):
     return lambda inputs: named_outputs(run.model, run.model(inputs, training=False))
 
 
-def write_saved_model(run, out_dir, overwrite=False):
+def write_saved_model(run: "Run", out_dir: str, overwrite: bool = False) -> str:
     """Write `run` as a TensorFlow SavedModel in `out_dir` with `serve` (= `serving_default`) signature.
 
     The SavedModel is written into a temporary sibling folder and renamed into place, so a kill

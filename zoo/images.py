@@ -8,7 +8,7 @@ paths (read when needed), a list of encoded bytes (small in-memory sets, tests),
 
 import concurrent.futures
 import os
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
@@ -91,7 +91,8 @@ def check_files(paths: Sequence[str]) -> List[Tuple[str, str]]:
     return refused
 
 
-def find_folder(bases: Sequence[str], names: Sequence[Tuple[str, ...]], subfolders: Sequence[str] = ()):
+def find_folder(bases: Sequence[str], names: Sequence[Tuple[str, ...]],
+                subfolders: Sequence[str] = ()) -> Tuple[Optional[str], List[str]]:
     """(the folder that holds most of the images, or None; the existing candidate folders, in order).
 
     `names`: per image, the relative paths to try. Candidates: each base's `subfolders`, then the base,
@@ -150,14 +151,15 @@ class StreamedImages:
         return f"StreamedImages({self.description or 'stream'}, {len(self)} images)"
 
 
-def take(source, indices: Sequence[int]):
+def take(source: Union[StreamedImages, Sequence[Union[str, bytes]]],
+         indices: Sequence[int]) -> Union[StreamedImages, Sequence[Union[str, bytes]]]:
     """The images at `indices` of a source, as the same kind of source."""
     if isinstance(source, StreamedImages):
         return source.subset(indices)
     return [source[index] for index in indices]
 
 
-def reference_dataset(source) -> Tuple[tf.data.Dataset, bool]:
+def reference_dataset(source: Union[StreamedImages, Sequence[Union[str, bytes]]]) -> Tuple[tf.data.Dataset, bool]:
     """(a dataset of one scalar tf.string per image, whether those are file paths rather than encoded bytes).
 
     Paths are cheap to hold and shuffle; they are read (`tf.io.read_file`) only when decoded.
@@ -169,18 +171,19 @@ def reference_dataset(source) -> Tuple[tf.data.Dataset, bool]:
     return tf.data.Dataset.from_tensor_slices(tf.constant(list(source), dtype=tf.string)), False
 
 
-def encoded_dataset(source) -> tf.data.Dataset:
+def encoded_dataset(source: Union[StreamedImages, Sequence[Union[str, bytes]]]) -> tf.data.Dataset:
     """A tf.data.Dataset of encoded image bytes from any source, files read lazily and in parallel."""
     references, from_paths = reference_dataset(source)
     return references.map(tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE) if from_paths else references
 
 
-def encoded_batches(source, batch_size: int = 64) -> Iterator[np.ndarray]:
+def encoded_batches(source: Union[StreamedImages, Sequence[Union[str, bytes]]],
+                    batch_size: int = 64) -> Iterator[np.ndarray]:
     """Encoded images in batches (numpy object arrays of bytes): memory holds a batch, not the dataset."""
     yield from encoded_dataset(source).batch(batch_size).prefetch(1).as_numpy_iterator()
 
 
-def decode_and_resize(encoded, image_size):
+def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """Encoded JPEG/PNG bytes (scalar tf.string) -> uint8 (image_size, image_size, 3).
 
     The aspect ratio is not kept (Flickr photos are 4:3 or 3:4; squashing loses less than cropping).
@@ -191,12 +194,13 @@ def decode_and_resize(encoded, image_size):
     return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
 
 
-def reference_pixels(reference, image_size: int, from_path: bool):
+def reference_pixels(reference: tf.Tensor, image_size: int, from_path: bool) -> tf.Tensor:
     """One element of `reference_dataset` -> uint8 pixels (image_size, image_size, 3)."""
     return decode_and_resize(tf.io.read_file(reference) if from_path else reference, image_size)
 
 
-def pixels_dataset(source, image_size: int, cache: bool = True) -> tf.data.Dataset:
+def pixels_dataset(source: Union[StreamedImages, Sequence[Union[str, bytes]]], image_size: int,
+                   cache: bool = True) -> tf.data.Dataset:
     """Any source -> uint8 (image_size, image_size, 3) per image, decoded in parallel; with `cache`, decoded
     once and kept in memory (the caller decides whether that fits)."""
     references, from_paths = reference_dataset(source)
@@ -213,7 +217,7 @@ class DecodeImages(keras.layers.Layer):
         super().__init__(**kwargs)
         self.image_size = int(image_size)
 
-    def call(self, encoded):
+    def call(self, encoded: tf.Tensor) -> tf.Tensor:
         size = self.image_size
         pixels = tf.map_fn(
             lambda item: decode_and_resize(item, size), tf.convert_to_tensor(encoded, tf.string),
@@ -221,14 +225,15 @@ class DecodeImages(keras.layers.Layer):
         )
         return tf.cast(pixels, tf.float32)
 
-    def compute_output_spec(self, encoded):
+    def compute_output_spec(self, encoded: keras.KerasTensor) -> keras.KerasTensor:
         return keras.KerasTensor((encoded.shape[0], self.image_size, self.image_size, 3), dtype="float32")
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "image_size": self.image_size}
 
 
-def build_cnn_encoder(image_size, filters=(32, 64, 128, 256), name="image_encoder"):
+def build_cnn_encoder(image_size: int, filters: Sequence[int] = (32, 64, 128, 256),
+                      name: str = "image_encoder") -> keras.Model:
     """A small CNN trained from scratch: pixels (batch, size, size, 3) in [0, 255] -> (batch, filters[-1]).
 
     Each block is conv 3x3 -> batch norm -> ReLU -> 2x2 max pool; global average pooling at the end
@@ -246,7 +251,8 @@ def build_cnn_encoder(image_size, filters=(32, 64, 128, 256), name="image_encode
     return keras.Model(pixels, features, name=name)
 
 
-def build_backbone_encoder(backbone, image_size, weights=None, name="image_encoder", **options):
+def build_backbone_encoder(backbone: str, image_size: int, weights: Optional[str] = None, name: str = "image_encoder",
+                           **options: Any) -> keras.Model:
     """A frozen keras.applications backbone: pixels (batch, size, size, 3) in [0, 255] -> (batch, channels).
 
     `weights` is None (random), "imagenet" (downloads, needs the internet) or a local weights file
@@ -273,7 +279,7 @@ def build_backbone_encoder(backbone, image_size, weights=None, name="image_encod
     return keras.Model(pixels, features, name=name)
 
 
-def thumbnail_data_uri(encoded, size=160):
+def thumbnail_data_uri(encoded: bytes, size: int = 160) -> str:
     """A small JPEG of encoded image bytes as a `data:` URI, for self-contained HTML sheets."""
     import base64
 

@@ -1,6 +1,7 @@
 """Metrics of the field, computed from predictions: classification scores, BLEU for generated text, reports and plots."""
 
 import dataclasses
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -20,7 +21,9 @@ class Quality:
     validation_exp: bool = False
 
 
-def classification_metrics(labels, predictions, probabilities, label_names, threshold=None, positive_index=1):
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray,
+                           label_names: Sequence[str], threshold: Optional[float] = None,
+                           positive_index: int = 1) -> Dict[str, Any]:
     """Accuracy, precision/recall/F1, ROC-AUC and PR-AUC of decided classes and their class probabilities.
 
     Args:
@@ -82,7 +85,7 @@ def classification_metrics(labels, predictions, probabilities, label_names, thre
     return result
 
 
-def best_f1_threshold(labels, probabilities, positive_index=1):
+def best_f1_threshold(labels: np.ndarray, probabilities: np.ndarray, positive_index: int = 1) -> float:
     """The threshold on positive-class probability that maximises F1 (ties: the higher threshold)."""
     from sklearn import metrics
 
@@ -93,7 +96,8 @@ def best_f1_threshold(labels, probabilities, positive_index=1):
     return float(thresholds[::-1][best])
 
 
-def plot_confusion_matrix(matrix, label_names, path, title="Confusion matrix"):
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], label_names: Sequence[str], path: str,
+                          title: str = "Confusion matrix") -> None:
     """Save a labelled confusion-matrix heat map as a PNG."""
     import matplotlib
 
@@ -122,7 +126,7 @@ def plot_confusion_matrix(matrix, label_names, path, title="Confusion matrix"):
     plt.close(figure)
 
 
-def corpus_bleu(hypotheses, references, max_order=4):
+def corpus_bleu(hypotheses: Iterable[str], references: Iterable[Iterable[str]], max_order: int = 4) -> Dict[str, float]:
     """Corpus BLEU-1..max_order (0-100) of `hypotheses` against every reference, with sacrebleu.
 
     Args:
@@ -153,7 +157,7 @@ def corpus_bleu(hypotheses, references, max_order=4):
     return scores
 
 
-def caption_diversity(captions):
+def caption_diversity(captions: Iterable[str]) -> Dict[str, float]:
     """Mean length in words, distinct words used, and distinct captions / captions.
 
     A model that writes the same caption for every image has distinct_caption_fraction near 0 and few

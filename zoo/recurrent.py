@@ -12,6 +12,7 @@ Every task builds its recurrent part here, so the rules that keep the fast paths
 """
 
 import dataclasses
+from typing import Any, List, Optional, Sequence, Tuple
 
 import keras
 
@@ -38,7 +39,7 @@ class RecurrentConfig:
     dropout_rate: float = 0.0
     embedding_dim: int = 128
 
-    def validate(self):
+    def validate(self) -> None:
         check_cell(self.cell)
         if self.units < 1:
             raise UserError(f"model.units={self.units}: must be at least 1")
@@ -50,13 +51,14 @@ class RecurrentConfig:
             raise UserError(f"model.embedding_dim={self.embedding_dim}: must be at least 1")
 
 
-def check_cell(cell):
+def check_cell(cell: str) -> None:
     """Raise a UserError listing the valid cells if `cell` is not one of them."""
     if cell not in CELLS:
         raise UserError(f"unknown cell {cell!r}; valid cells: {', '.join(CELLS)}")
 
 
-def make_layer(cell, units, *, return_sequences, dropout_rate=0.0, name=None, **kwargs):
+def make_layer(cell: str, units: int, *, return_sequences: bool, dropout_rate: float = 0.0, name: Optional[str] = None,
+               **kwargs: Any) -> keras.layers.RNN:
     """One recurrent layer of the named cell, with defaults that keep cuDNN eligible."""
     check_cell(cell)
     return CELLS[cell](
@@ -69,7 +71,9 @@ def make_layer(cell, units, *, return_sequences, dropout_rate=0.0, name=None, **
     )
 
 
-def recurrent_stack(inputs, config, *, return_sequences=False, name="recurrent", initial_state=None):
+def recurrent_stack(inputs: keras.KerasTensor, config: RecurrentConfig, *, return_sequences: bool = False,
+                    name: str = "recurrent",
+                    initial_state: Optional[Sequence[keras.KerasTensor]] = None) -> keras.KerasTensor:
     """Apply `config.num_layers` recurrent layers to `inputs`.
 
     Args:
@@ -104,7 +108,8 @@ def recurrent_stack(inputs, config, *, return_sequences=False, name="recurrent",
     return x
 
 
-def embed_and_encode(token_ids, config, vocab_size, *, return_sequences=False, name="encoder"):
+def embed_and_encode(token_ids: keras.KerasTensor, config: RecurrentConfig, vocab_size: int, *,
+                     return_sequences: bool = False, name: str = "encoder") -> keras.KerasTensor:
     """Embedding (pad id 0 masked) followed by the recurrent stack.
 
     Args:
@@ -122,14 +127,15 @@ def embed_and_encode(token_ids, config, vocab_size, *, return_sequences=False, n
     return recurrent_stack(embedded, config, return_sequences=return_sequences, name=f"{name}_rnn")
 
 
-def build_encoder(config, vocab_size, *, return_sequences=False, name="encoder"):
+def build_encoder(config: RecurrentConfig, vocab_size: int, *, return_sequences: bool = False,
+                  name: str = "encoder") -> keras.Model:
     """A standalone Functional model: int ids (batch, time) -> encoding; see `embed_and_encode`."""
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     outputs = embed_and_encode(token_ids, config, vocab_size, return_sequences=return_sequences, name=name)
     return keras.Model(token_ids, outputs, name=name)
 
 
-def cudnn_eligible(layer):
+def cudnn_eligible(layer: keras.layers.Layer) -> Tuple[bool, List[str]]:
     """Why a Keras recurrent layer can or cannot use the cuDNN kernel, by Keras' own rules.
 
     Returns (eligible, reasons); masks must additionally be right-padded at run time.
@@ -159,7 +165,7 @@ def cudnn_eligible(layer):
     return not reasons, reasons
 
 
-def recurrent_layers(model):
+def recurrent_layers(model: keras.Model) -> List[keras.layers.Layer]:
     """Every recurrent layer (Bidirectional wrappers included) in a model, nested models searched."""
     found = []
     for layer in model.layers:

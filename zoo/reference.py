@@ -6,14 +6,17 @@ Shapes: x is (batch, time, input_dim); every hidden state h (and LSTM cell state
 Gate blocks are concatenated along the last axis of the kernels in the order given below.
 """
 
+from typing import Optional, Tuple
+
 import numpy as np
 
 
-def sigmoid(x):
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def simple_rnn(x, kernel, recurrent_kernel, bias, h0=None):
+def simple_rnn(x: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray,
+               h0: Optional[np.ndarray] = None) -> np.ndarray:
     """h_t = tanh(x_t W + h_{t-1} U + b).
 
     kernel W: (input_dim, units); recurrent_kernel U: (units, units); bias b: (units,).
@@ -28,7 +31,8 @@ def simple_rnn(x, kernel, recurrent_kernel, bias, h0=None):
     return np.stack(outputs, axis=1)
 
 
-def lstm(x, kernel, recurrent_kernel, bias, h0=None, c0=None):
+def lstm(x: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray,
+         h0: Optional[np.ndarray] = None, c0: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Long short-term memory, gates in Keras order [input i, forget f, candidate g, output o].
 
         i = sigmoid(x W_i + h U_i + b_i)     how much of the candidate enters the cell
@@ -58,7 +62,8 @@ def lstm(x, kernel, recurrent_kernel, bias, h0=None, c0=None):
     return np.stack(outputs, axis=1), c
 
 
-def gru(x, kernel, recurrent_kernel, bias, h0=None):
+def gru(x: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray,
+        h0: Optional[np.ndarray] = None) -> np.ndarray:
     """Gated recurrent unit with `reset_after=True` (Keras' default, the cuDNN variant).
 
     Gates in Keras order [update z, reset r, candidate n]; bias is (2, 3 * units): row 0 for the

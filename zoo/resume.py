@@ -147,13 +147,13 @@ class Checkpointer(keras.callbacks.Callback):
                           if isinstance(c, Resumable)},
         }
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         self.step += 1
         faults.reach(f"step:{self.step}")
         if self.step % self.every_steps == 0 and self.step % self.steps_per_epoch:
             self.backup.save(self.model, self.state())
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         self.backup.save(self.model, self.state())
 
     def save_finished(self) -> None:

@@ -42,7 +42,7 @@ class Run:
     _model: object = None
 
     @property
-    def model(self):
+    def model(self) -> keras.Model:
         if self._model is None:
             path = os.path.join(self.directory, "model.keras")
             try:

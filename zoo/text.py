@@ -7,6 +7,7 @@ Id 0 is padding and id 1 is the out-of-vocabulary token (Keras' TextVectorizatio
 
 import collections
 import json
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -22,7 +23,7 @@ _PUNCTUATION = r"([!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~])"
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-def standardize_words(text):
+def standardize_words(text: tf.Tensor) -> tf.Tensor:
     """Lowercase, drop HTML line breaks, and split punctuation into tokens of its own."""
     text = tf.strings.lower(text)
     text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
@@ -30,13 +31,14 @@ def standardize_words(text):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-def standardize_chars(text):
+def standardize_chars(text: tf.Tensor) -> tf.Tensor:
     """Keep case and punctuation (both carry signal at character level); drop HTML line breaks."""
     text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
     return tf.strings.regex_replace(text, r"\s+", " ")
 
 
-def make_vectorizer(vocabulary, level="word", ragged=False):
+def make_vectorizer(vocabulary: Iterable[str], level: str = "word",
+                    ragged: bool = False) -> keras.layers.TextVectorization:
     """A TextVectorization layer mapping strings to ids with a fixed vocabulary.
 
     Input: string tensor (batch,). Output: int64 (batch, longest) right-padded with 0,
@@ -53,7 +55,7 @@ def make_vectorizer(vocabulary, level="word", ragged=False):
     )
 
 
-def tokenize(texts, level="word", batch_size=2048):
+def tokenize(texts: Iterable[str], level: str = "word", batch_size: int = 2048) -> Iterator[List[str]]:
     """Yield the token list of each text, using exactly the layer's standardize and split."""
     standardize = standardize_words if level == "word" else standardize_chars
     dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size)
@@ -68,7 +70,8 @@ def tokenize(texts, level="word", batch_size=2048):
             yield [token.decode("utf-8") for token in row]
 
 
-def ranked_tokens(counts, min_count=1, max_size=None, max_length=MAX_TOKEN_LENGTH):
+def ranked_tokens(counts: Mapping[str, int], min_count: int = 1, max_size: Optional[int] = None,
+                  max_length: int = MAX_TOKEN_LENGTH) -> List[Tuple[str, int]]:
     """(token, count) pairs seen at least `min_count` times, most frequent first, ties alphabetical.
 
     `max_size` counts the two reserved ids (padding and OOV), so at most `max_size - 2` pairs are kept;
@@ -81,7 +84,8 @@ def ranked_tokens(counts, min_count=1, max_size=None, max_length=MAX_TOKEN_LENGT
     return ranked if max_size is None else ranked[: max(0, max_size - 2)]
 
 
-def vocabulary_from_counts(counts, min_count=1, max_size=None, empty="the training data gave an empty vocabulary"):
+def vocabulary_from_counts(counts: Mapping[str, int], min_count: int = 1, max_size: Optional[int] = None,
+                           empty: str = "the training data gave an empty vocabulary") -> List[str]:
     """The tokens of `ranked_tokens(counts, min_count, max_size)`, for ids 2, 3, ...; none left is a
     UserError saying `empty`. Every vocabulary of the zoo is built here, from the training split's counts."""
     vocabulary = [token for token, _ in ranked_tokens(counts, min_count, max_size)]
@@ -90,7 +94,8 @@ def vocabulary_from_counts(counts, min_count=1, max_size=None, empty="the traini
     return vocabulary
 
 
-def build_vocabulary(texts, level="word", max_size=20000, min_count=1):
+def build_vocabulary(texts: Iterable[str], level: str = "word", max_size: Optional[int] = 20000,
+                     min_count: int = 1) -> List[str]:
     """Most frequent tokens of the *training* texts, ties broken alphabetically.
 
     `max_size` counts the two reserved ids (padding and OOV), so the result has at most
@@ -102,12 +107,12 @@ def build_vocabulary(texts, level="word", max_size=20000, min_count=1):
     return vocabulary_from_counts(counts, min_count, max_size, "the training texts gave an empty vocabulary")
 
 
-def save_vocabulary(vocabulary, path):
+def save_vocabulary(vocabulary: Iterable[str], path: str) -> None:
     """Write the vocabulary as a JSON list (char vocabularies hold spaces and newlines)."""
     atomic_write_text(path, json.dumps(list(vocabulary), ensure_ascii=False, indent=0))
 
 
-def load_vocabulary(path):
+def load_vocabulary(path: str) -> List[str]:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 
@@ -120,14 +125,14 @@ class TruncateSequence(keras.layers.Layer):
         super().__init__(**kwargs)
         self.max_length = int(max_length)
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return inputs[:, : self.max_length]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Tuple[Optional[int], ...]) -> Tuple[Optional[int], ...]:
         steps = input_shape[1]
         if steps is not None:
             steps = min(steps, self.max_length)
         return (input_shape[0], steps) + tuple(input_shape[2:])
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "max_length": self.max_length}

@@ -4,7 +4,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Optional, Union
+from typing import Any, Dict, Iterable, Optional, Union
 
 import keras
 import tensorflow as tf
@@ -32,7 +32,7 @@ class TrainConfig:
     monitor: str = "val_loss"  # the validation log that picks the best epoch: *loss is minimised, others maximised
     mixed_precision: bool = False  # mixed_float16 compute with float32 outputs; GPU only (rejected on CPU)
 
-    def validate(self):
+    def validate(self) -> None:
         for name in ("epochs", "batch_size", "patience", "backup_every_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name}={getattr(self, name)}: must be at least 1")
@@ -70,7 +70,7 @@ class Prepared:
     callbacks: list = dataclasses.field(default_factory=list)
 
 
-def set_seed(seed, deterministic=True):
+def set_seed(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and TensorFlow; force deterministic TF kernels on or off.
 
     Determinism is process-wide, so `deterministic=False` also undoes an earlier run's setting in
@@ -85,7 +85,7 @@ def set_seed(seed, deterministic=True):
         tf_config.disable_op_determinism()
 
 
-def make_optimizer(config):
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     """Adam with optional clipping of the global gradient norm."""
     return keras.optimizers.Adam(
         learning_rate=config.learning_rate,
@@ -96,10 +96,10 @@ def make_optimizer(config):
 class EpochTimer(keras.callbacks.Callback):
     """Adds `epoch_seconds` (wall time of the training pass) to the epoch logs."""
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         self._start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
@@ -112,10 +112,10 @@ class StopOnNaN(keras.callbacks.Callback):
         self.where = None
         self._epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.where = (self._epoch + 1, batch + 1)
@@ -140,13 +140,13 @@ class BestCheckpoint(keras.callbacks.Callback, Resumable):
         self.state_path = os.path.join(directory, "best_state.json")
         self.state = {"best": -math.inf if self.maximize else math.inf, "best_epoch": None, "wait": 0}
 
-    def get_state(self):
+    def get_state(self) -> Dict[str, Any]:
         return dict(self.state)
 
-    def set_state(self, state):
+    def set_state(self, state: Dict[str, Any]) -> None:
         self.state = dict(state)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         logs = logs or {}
         if self.monitor not in logs:
             logged = ", ".join(sorted(key for key in logs if key.startswith("val_"))) or "none"
@@ -165,7 +165,7 @@ class BestCheckpoint(keras.callbacks.Callback, Resumable):
             print(f"Early stopping: {self.monitor} has not improved for {self.patience} epochs.")
             self.model.stop_training = True
 
-    def restore_best(self):
+    def restore_best(self) -> None:
         if os.path.exists(self.weights_path):
             self.model.load_weights(self.weights_path)
 
@@ -182,13 +182,13 @@ class HistoryLog(keras.callbacks.Callback, Resumable):
         self.path = path
         self.rows = []
 
-    def get_state(self):
+    def get_state(self) -> Dict[str, Any]:
         return {"rows": self.rows}
 
-    def set_state(self, state):
+    def set_state(self, state: Dict[str, Any]) -> None:
         self.rows = list(state["rows"])
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         row = {"epoch": epoch}
         row.update({key: float(value) for key, value in sorted((logs or {}).items())})
         self.rows.append(row)
@@ -212,7 +212,10 @@ def _stream(train_data):
     return train_data.dataset if isinstance(train_data, EpochStream) else train_data.repeat()
 
 
-def fit(model, train_data, validation_data, config, run_dir, *, class_weight=None, extra_callbacks=(), verbose=None):
+def fit(model: keras.Model, train_data: Union[EpochStream, tf.data.Dataset], validation_data: tf.data.Dataset,
+        config: TrainConfig, run_dir: str, *, class_weight: Optional[Dict[int, float]] = None,
+        extra_callbacks: Iterable[keras.callbacks.Callback] = (),
+        verbose: Optional[Union[int, str]] = None) -> Dict[str, Any]:
     """Train `model` (already compiled), resuming exactly from `run_dir/backup` if a previous run was killed.
 
     `train_data` is an EpochStream (or a dataset whose order never changes). Batches are taken from

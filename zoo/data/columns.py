@@ -7,7 +7,7 @@ starts on, so a bad tag can be reported as `file:line`. Sentences are separated 
 
 import dataclasses
 import os
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from zoo.data import files
 from zoo.data.sources import reading_option
@@ -33,7 +33,7 @@ class TaggedSentences:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def subset(self, indices) -> "TaggedSentences":
+    def subset(self, indices: Iterable[int]) -> "TaggedSentences":
         indices = list(indices)
         return TaggedSentences(
             [self.tokens[i] for i in indices],

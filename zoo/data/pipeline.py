@@ -1,6 +1,7 @@
 """The `tf.data` side of text data: seeded splits, length bucketing with right padding, and the id pipeline."""
 
 import dataclasses
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -10,7 +11,8 @@ from zoo.errors import UserError
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def split_off(count, fraction, seed, stratify=None):
+def split_off(count: int, fraction: float, seed: Optional[int],
+              stratify: Optional[Sequence[Any]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Indices (kept, split_off) with `fraction` of `count` items split off, seeded and stratified."""
     from sklearn.model_selection import train_test_split
 
@@ -26,7 +28,7 @@ def split_off(count, fraction, seed, stratify=None):
     return np.sort(kept), np.sort(taken)
 
 
-def bucket_boundaries(max_length, smallest=16):
+def bucket_boundaries(max_length: int, smallest: int = 16) -> List[int]:
     """Doubling bucket edges up to `max_length`: 16, 32, 64, ... (sequences are already truncated)."""
     edges, edge = [], smallest
     while edge < max_length:
@@ -35,7 +37,9 @@ def bucket_boundaries(max_length, smallest=16):
     return edges
 
 
-def batch_by_length(dataset, batch_size, max_length, length_fn=None, pad_to_edges=False):
+def batch_by_length(dataset: tf.data.Dataset, batch_size: int, max_length: int,
+                    length_fn: Optional[Callable[..., tf.Tensor]] = None,
+                    pad_to_edges: bool = False) -> tf.data.Dataset:
     """Group examples of similar length and right-pad each batch to its own longest sequence.
 
     Elements are (ids, target) with ids (time,) int; targets may be scalars or sequences.
@@ -58,13 +62,14 @@ def batch_by_length(dataset, batch_size, max_length, length_fn=None, pad_to_edge
     )
 
 
-def deterministic_options():
+def deterministic_options() -> tf.data.Options:
     options = tf.data.Options()
     options.deterministic = True
     return options
 
 
-def text_examples(texts, targets, vectorizer, max_length):
+def text_examples(texts: Iterable[str], targets: np.ndarray, vectorizer: Callable[[tf.Tensor], tf.Tensor],
+                  max_length: int) -> tf.data.Dataset:
     """Raw texts -> a cached dataset of ((time,) int32 ids, target), vectorized in parallel batches.
 
     Empty texts (all characters stripped) are dropped: zero-length rows would break masking.
@@ -80,7 +85,8 @@ def text_examples(texts, targets, vectorizer, max_length):
     return dataset.filter(lambda ids, target: tf.shape(ids)[0] > 0).cache()
 
 
-def text_dataset(texts, targets, vectorizer, *, max_length, batch_size, pad_to_edges=False):
+def text_dataset(texts: Iterable[str], targets: np.ndarray, vectorizer: Callable[[tf.Tensor], tf.Tensor], *,
+                 max_length: int, batch_size: int, pad_to_edges: bool = False) -> tf.data.Dataset:
     """Raw texts -> batches of ((batch, time) int32 ids, targets) in file order, bucketed by length (evaluation).
 
     `pad_to_edges`: see `batch_by_length` (used under XLA).
@@ -90,14 +96,15 @@ def text_dataset(texts, targets, vectorizer, *, max_length, batch_size, pad_to_e
     return with_known_length(dataset).prefetch(AUTOTUNE)
 
 
-def text_stream(texts, targets, vectorizer, *, max_length, batch_size, seed, pad_to_edges=False):
+def text_stream(texts: Iterable[str], targets: np.ndarray, vectorizer: Callable[[tf.Tensor], tf.Tensor], *,
+                max_length: int, batch_size: int, seed: Optional[int], pad_to_edges: bool = False) -> "EpochStream":
     """The training EpochStream of `text_dataset`'s batches, each epoch in its own seeded order."""
     examples = text_examples(texts, targets, vectorizer, max_length)
     return epoch_stream(examples, len(targets), seed,
                         lambda epoch: batch_by_length(epoch, batch_size, max_length, pad_to_edges=pad_to_edges))
 
 
-def with_known_length(dataset):
+def with_known_length(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Count the batches once (filling any cache) so Keras shows a real progress bar and epoch end."""
     batches = dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
     return dataset.apply(tf.data.experimental.assert_cardinality(batches))
@@ -125,7 +132,9 @@ class EpochStream:
         return batches.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
 
 
-def epoch_stream(examples, count, seed, batches, buffer=None, steps=None):
+def epoch_stream(examples: tf.data.Dataset, count: int, seed: Optional[int],
+                 batches: Callable[[tf.data.Dataset], tf.data.Dataset], buffer: Optional[int] = None,
+                 steps: Optional[int] = None) -> EpochStream:
     """An EpochStream: epoch e shuffles `examples` (`count` of them, typically cached) with its own seed,
     then `batches(dataset)` groups them (bucketing, padding); seed None keeps the file order.
 
@@ -153,6 +162,6 @@ def epoch_stream(examples, count, seed, batches, buffer=None, steps=None):
     return EpochStream(stream.with_options(deterministic_options()).prefetch(AUTOTUNE), steps)
 
 
-def first_epoch(train):
+def first_epoch(train: Union[EpochStream, tf.data.Dataset]) -> tf.data.Dataset:
     """One epoch of training batches, from an EpochStream or a plain dataset (benchmarks, tests)."""
     return train.epoch(0) if isinstance(train, EpochStream) else train

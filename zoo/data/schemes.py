@@ -1,13 +1,18 @@
 """Entity tag schemes: IOB1, IOB2 and IOBES, detection and conversion (sentences are held in IOB2)."""
 
+from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
+
 from zoo.errors import UserError
+
+if TYPE_CHECKING:
+    from zoo.data.columns import TaggedSentences
 
 SCHEMES = ("auto", "iob1", "iob2", "iobes")
 # Chunk phrase types (CoNLL-2000): a "B-NP I-NP" column is chunking, not named entities.
 CHUNK_TYPES = frozenset({"NP", "VP", "PP", "ADJP", "ADVP", "SBAR", "PRT", "CONJP", "INTJ", "LST", "UCP"})
 
 
-def split_tag(tag):
+def split_tag(tag: str) -> Tuple[str, Optional[str]]:
     """`B-PER` -> ("B", "PER"); `O` -> ("O", None). Raises ValueError for anything else."""
     if tag == "O":
         return "O", None
@@ -17,7 +22,7 @@ def split_tag(tag):
     return prefix, kind
 
 
-def detect_scheme(tag_sequences):
+def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
     """Guess the scheme of entity tags: `iobes` if E-/S- occur, `iob1` if an entity starts with I-."""
     saw_iob1 = False
     for tags in tag_sequences:
@@ -32,7 +37,7 @@ def detect_scheme(tag_sequences):
     return "iob1" if saw_iob1 else "iob2"
 
 
-def iob1_to_iob2(tags):
+def iob1_to_iob2(tags: Iterable[str]) -> List[str]:
     """IOB1 marks B- only between touching entities of one type; IOB2 starts every entity with B-."""
     converted, previous = [], None
     for tag in tags:
@@ -44,7 +49,7 @@ def iob1_to_iob2(tags):
     return converted
 
 
-def iobes_to_iob2(tags):
+def iobes_to_iob2(tags: Iterable[str]) -> List[str]:
     """S- becomes B-, E- becomes I-; B-, I- and O stay."""
     renamed = {"S": "B", "E": "I", "B": "B", "I": "I"}
     converted = []
@@ -54,7 +59,7 @@ def iobes_to_iob2(tags):
     return converted
 
 
-def iob2_to_iobes(tags):
+def iob2_to_iobes(tags: Sequence[str]) -> List[str]:
     """Single-token entities become S-, entity ends E-; the inverse of `iobes_to_iob2`."""
     converted = []
     for position, tag in enumerate(tags):
@@ -70,7 +75,7 @@ def iob2_to_iobes(tags):
     return converted
 
 
-def convert_to_iob2(sentences, scheme="auto"):
+def convert_to_iob2(sentences: "TaggedSentences", scheme: str = "auto") -> str:
     """Rewrite `sentences.tags` in place from `scheme` to IOB2; a malformed tag names its sentence."""
     if scheme not in SCHEMES:
         raise UserError(f"data.tag_scheme={scheme!r}: expected one of {', '.join(SCHEMES)}")
@@ -93,7 +98,7 @@ def convert_to_iob2(sentences, scheme="auto"):
 
 
 
-def is_entity_tag(tag):
+def is_entity_tag(tag: str) -> bool:
     """True for `O` and `B-`/`I-`/`E-`/`S-TYPE` tags."""
     try:
         split_tag(tag)
@@ -102,7 +107,7 @@ def is_entity_tag(tag):
     return True
 
 
-def check_entity_types(sentences):
+def check_entity_types(sentences: "TaggedSentences") -> None:
     """Refuse a tag column whose every type is a chunk phrase (B-NP, I-VP, ...): chunking, not entities."""
     types = {tag.partition("-")[2] for tags in sentences.tags for tag in tags if tag != "O"}
     if types and types <= CHUNK_TYPES:

@@ -3,7 +3,7 @@
 import csv
 import dataclasses
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class LabelledTexts:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, indices) -> "LabelledTexts":
+    def subset(self, indices: Iterable[int]) -> "LabelledTexts":
         indices = list(indices)
         return LabelledTexts(
             [self.texts[i] for i in indices],
