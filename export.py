@@ -18,8 +18,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import os
-
     from zoo.errors import UserError
 
     # Checked before TensorFlow is imported, so a mistyped command fails at once.
@@ -28,8 +26,8 @@ def main(argv=None):
     from zoo import rundir
 
     rundir.check_export_dir(args.out, args.overwrite)
-    from zoo import export
     from tasks import load_run
+    from zoo import export
 
     run = load_run(args.run_dir)
     export.write_saved_model(run, args.out, overwrite=args.overwrite)

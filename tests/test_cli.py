@@ -1,7 +1,5 @@
 """Command-line behaviour: one-line errors for bad input, and no run directory left behind."""
 
-import os
-
 import pytest
 
 import train

@@ -110,7 +110,7 @@ def evaluate(run: Any, part: CaptionSet, split: str = "test") -> dict:
 
     Every image of `part` is scored, streamed BATCH_IMAGES at a time (only the sheet's images are kept)."""
     config, vocabulary = run.config, run.assets["vocabulary"]
-    print(f"captioning: captioning {len(part)} {split} images")
+    print(f"captioning: captioning the {len(part)} images of {split}")
     bank = retrieval_bank(run)
     beam, greedy, neighbour, shown = [], [], [], []
     for encoded in images.encoded_batches(part.images, BATCH_IMAGES):
