@@ -48,11 +48,17 @@ def _names(resolved):
     (["input.txt", "SOURCE.md"], {"train": "input.txt"}),  # one unnamed data file is the training file
 ])
 def test_folder_file_names_say_the_split(tmp_path, names, expected):
-    catalog = sources.Catalog("corpus", "test files",
-                              extensions=(".conllu", ".txt", ".tokens", ".conll", ".annotated", ".train", ".testa",
-                                          ".testb"))
+    catalog = sources.Catalog("corpus", "test files", extensions=(".conllu", ".txt", ".tokens", ".conll", ".annotated"))
     folder = _touch(tmp_path / "data", *names)
     assert _names(sources.resolve(catalog, sources.DataRequest(data=folder))) == expected
+
+
+def test_the_original_conll_2003_names_are_found_by_the_ner_task(tmp_path):
+    """eng.train / eng.testa / eng.testb, as distributed: the suffix is the split, not a file type."""
+    ner = get_task("ner")
+    folder = _touch(tmp_path / "conll2003", "eng.train", "eng.testa", "eng.testb", "eng.list", "README.txt")
+    resolved = sources.resolve(ner.catalog(ner.Config()), sources.DataRequest(data=folder))
+    assert _names(resolved) == {"train": "eng.train", "validation": "eng.testa", "test": "eng.testb"}
 
 
 def test_a_folder_without_a_training_file_or_with_two_says_what_to_pass(tmp_path):

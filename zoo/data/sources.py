@@ -38,6 +38,7 @@ SPLIT_WORDS = {
     "validation": ("dev", "valid", "validation", "val", "devel", "development", "testa"),
     "test": ("test", "testb", "tst"),
 }
+SPLIT_NAME_WORDS = frozenset(word for words in SPLIT_WORDS.values() for word in words)
 SPLIT_SUBSTRINGS = {"train": ("train",), "validation": ("dev", "valid"), "test": ("test",)}
 NOT_DATA = re.compile(r"^(readme|license|licence|copying|source|stats|changes|changelog|notice|citation)\b", re.I)
 REACH_TIMEOUT = 4.0  # seconds to resolve and connect to every download host before tfds is asked
@@ -172,8 +173,9 @@ def _data_files(folder: str, extensions: Tuple[str, ...]) -> list:
         if name.startswith(".") or not os.path.isfile(path) or NOT_DATA.match(name):
             continue
         plain = name[:-3] if name.endswith(".gz") else name
-        has_extension = "." in plain.lstrip(".")
-        if extensions and has_extension and not plain.lower().endswith(extensions):
+        suffix = plain.rsplit(".", 1)[-1].lower() if "." in plain.lstrip(".") else ""
+        # `eng.train`, `eng.testa`: the last part names the split, not a file type.
+        if extensions and suffix and suffix not in SPLIT_NAME_WORDS and not plain.lower().endswith(extensions):
             continue
         names.append(name)
     return names
