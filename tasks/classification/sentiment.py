@@ -40,8 +40,8 @@ LABELS = ("0", "1")
 LABEL_NAMES = ("negative", "positive")
 CATALOG = sources.Catalog(
     folder="imdb",
-    describe="a CSV/TSV table with text and label columns, labels 0/1",
-    extensions=(".tsv", ".csv", ".tab", ".txt"),
+    describe="a CSV/TSV table (or JSON Lines) with text and label columns, labels 0/1",
+    extensions=tables.TABLE_EXTENSIONS + (".txt",),
     tfds=sources.Tfds("imdb_reviews", {"train": "train", "test": "test"}),
 )
 

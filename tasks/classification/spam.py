@@ -58,13 +58,13 @@ __all__ = [
 
 SMS_FILE = "SMSSpamCollection"
 SMS_LABELS = ("ham", "spam")  # sorted: spam is class 1, the positive class
-TABLE_EXTENSIONS = (".csv", ".tsv", ".tab")
+TABLE_EXTENSIONS = tables.TABLE_EXTENSIONS
 FORMATS = ("auto", "sms", "table")
 SPLIT_NAMES = ("train", "validation", "test")
 CATALOG = sources.Catalog(
     folder="sms_spam_collection",
     describe=("ham<TAB>message lines as in the SMS Spam Collection, "
-              "https://archive.ics.uci.edu/dataset/228/sms+spam+collection, or a CSV/TSV table of texts and labels"),
+              "https://archive.ics.uci.edu/dataset/228/sms+spam+collection, or a CSV/TSV table (or JSON Lines) of texts and labels"),
     extensions=TABLE_EXTENSIONS + (".txt",),
 )
 
@@ -162,7 +162,7 @@ def read_sms_collection(path: str, encoding: str = files.DEFAULT_ENCODING) -> ta
 
 
 def data_format(path: str, configured: str = "auto") -> str:
-    """'table' for *.csv/*.tsv/*.tab[.gz] (a header names the columns), else 'sms'; a config value wins."""
+    """'table' for *.csv/*.tsv/*.tab/*.jsonl[.gz] (named columns or keys), else 'sms'; a config value wins."""
     if configured != "auto":
         return configured
     name = path[:-3] if path.endswith(".gz") else path
@@ -226,6 +226,15 @@ def split_digest(splits: Dict[str, tables.LabelledTexts]) -> str:
     return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
+def _check_two_classes(part: tables.LabelledTexts) -> None:
+    distinct = sorted(set(part.labels))
+    if len(distinct) < 2:
+        raise UserError(
+            f"{part.source}: the training split has only the label {distinct[0]!r}; a classifier needs two or "
+            "more classes (is data.label_column right?)"
+        )
+
+
 def complete_splits(parts: Dict[str, Any], config: Config) -> Dict[str, Any]:
     """{"train", "validation", "test"}: splits missing from the files are carved from train (see
     `grouped_stratified_split`), then the `data.max_train_examples` slice; labels are checked."""
@@ -234,18 +243,21 @@ def complete_splits(parts: Dict[str, Any], config: Config) -> Dict[str, Any]:
     splits = dict(parts)
     if missing:
         everything = parts["train"]
+        _check_two_classes(everything)
         carved = grouped_stratified_split(
             everything.texts, everything.labels, [getattr(data, f"{name}_fraction") for name in missing], data.split_seed
         )
         for name, indices in zip(missing + ["train"], carved):
             splits[name] = everything.subset(indices)
+        empty = [name for name in missing + ["train"] if not len(splits[name])]
+        if empty:
+            groups = len(set(everything.texts))
+            raise UserError(
+                f"{everything.source}: {groups} distinct text(s) are too few to carve {' and '.join(missing)} from "
+                f"(identical texts stay in one split); name them with --validation-file / --test-file"
+            )
     train = splits["train"]
-    distinct = sorted(set(train.labels))
-    if len(distinct) < 2:
-        raise UserError(
-            f"{train.source}: the training split has only the label {distinct[0]!r}; a classifier needs two or "
-            "more classes (is data.label_column right?)"
-        )
+    _check_two_classes(train)
     seen = collections.Counter(train.labels)
     for position, label in enumerate(train.labels):
         if seen[label] == 1 and len(label.split()) > 1:

@@ -125,3 +125,26 @@ def test_long_fields_are_read_and_text_pushed_into_the_label_column_is_refused(t
     open_to_the_end = _write(tmp_path / "open.csv", 'text,label\nfine,1\n"never closed,0\nmore,1\n')
     with pytest.raises(UserError, match=r"open.csv:3: expected 2 fields, found 1; a quote opened on this line is never closed"):
         tables.read_table(open_to_the_end)
+
+
+def test_json_lines_by_key_or_by_index_with_labels_of_any_json_type(tmp_path):
+    rows = ['{"review": "great fun", "stars": 1, "id": 7}', "", '{"review": "dull", "stars": 0.0}',
+            '{"review": "fine", "stars": true}']
+    path = _write(tmp_path / "reviews.jsonl.gz", "\n".join(rows) + "\n", compress=True)
+    part = tables.read_table(path, TableOptions(text_column="review", label_column="stars", label_map=("true=1",)))
+    assert part.texts == ["great fun", "dull", "fine"] and part.labels == ["1", "0", "1"] and part.lines == [1, 3, 4]
+    arrays = _write(tmp_path / "pairs.ndjson", '["neg", "so slow"]\n["pos", "a joy"]\n')
+    part = tables.read_table(arrays, TableOptions(text_column="1", label_column="0", header=False))
+    assert part.texts == ["so slow", "a joy"] and part.labels == ["neg", "pos"]
+
+
+def test_json_lines_errors_name_the_line_and_the_option(tmp_path):
+    broken = _write(tmp_path / "broken.jsonl", '{"text": "ok", "label": 1}\n{"text": "cut', )
+    with pytest.raises(UserError, match=r"broken.jsonl:2: not a JSON value"):
+        tables.read_table(broken, TableOptions())
+    keys = _write(tmp_path / "keys.jsonl", '{"sentence": "ok", "label": 1}\n')
+    with pytest.raises(UserError, match=r"keys.jsonl:1: no 'text' in this line's keys 'sentence', 'label'; .*data.text_column"):
+        tables.read_table(keys, TableOptions())
+    nested = _write(tmp_path / "nested.jsonl", '{"text": "ok", "label": {"a": 1}}\n')
+    with pytest.raises(UserError, match=r"nested.jsonl:1: the label field 'label' holds dict"):
+        tables.read_table(nested, TableOptions())

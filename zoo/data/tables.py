@@ -1,7 +1,8 @@
-"""Labelled text tables (CSV/TSV, header or not, any column names or indices, label maps) and label encoding."""
+"""Labelled text tables (CSV/TSV, header or not; JSON Lines; any column names or indices, label maps) and label encoding."""
 
 import csv
 import dataclasses
+import json
 import sys
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -17,6 +18,8 @@ MAX_FIELD_BYTES = 64 << 20  # far above any review, below what would exhaust mem
 # pushed into the label column.
 MAX_LABEL_CHARACTERS = 60
 MAX_LABEL_WORDS = 4
+JSON_LINES_EXTENSIONS = (".jsonl", ".ndjson")  # one JSON object (or array) per line
+TABLE_EXTENSIONS = (".csv", ".tsv", ".tab") + JSON_LINES_EXTENSIONS
 
 
 @dataclasses.dataclass
@@ -115,13 +118,69 @@ def _column_index(column: str, header: Optional[List[str]], option: str, path: s
     )
 
 
+def is_json_lines(path: str) -> bool:
+    """Whether `path` (optionally gzipped) is named as a JSON Lines file."""
+    name = path[:-3] if path.endswith(".gz") else path
+    return name.lower().endswith(JSON_LINES_EXTENSIONS)
+
+
+def _label_text(value: object) -> Optional[str]:
+    """A JSON label as the string the label set holds: 1 and 1.0 -> "1", "pos" -> "pos"; None when it is no label."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float, str)):
+        return str(value).strip()
+    return None
+
+
+def read_json_lines(path: str, options: TableOptions = TableOptions()) -> LabelledTexts:
+    """Texts and labels from a JSON Lines file: one object per line (`data.text_column` and `data.label_column`
+    are keys) or one array per line (they are 0-based indices). Blank lines are skipped."""
+    label_map = parse_label_map(options.label_map)
+    texts, labels, lines = [], [], []
+    for number, line in files.lines(path, options.encoding):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            raise UserError(f"{path}:{number}: not a JSON value ({getattr(error, 'msg', error)})") from None
+        values = []
+        for option in ("text_column", "label_column"):
+            column = str(getattr(options, option))
+            if isinstance(row, dict) and column in row:
+                values.append(row[column])
+            elif isinstance(row, list) and column.lstrip("-").isdigit() and -len(row) <= int(column) < len(row):
+                values.append(row[int(column)])
+            else:
+                has = f"keys {', '.join(repr(key) for key in row)}" if isinstance(row, dict) else f"{type(row).__name__}"
+                raise UserError(f"{path}:{number}: no {column!r} in this line's {has}; choose the fields with "
+                                "--set data.text_column=... --set data.label_column=...")
+        text, label = values[0], _label_text(values[1])
+        if not isinstance(text, str):
+            raise UserError(f"{path}:{number}: the text field {options.text_column!r} holds {type(text).__name__}, not text")
+        if label is None:
+            raise UserError(f"{path}:{number}: the label field {options.label_column!r} holds "
+                            f"{type(values[1]).__name__}, not a label")
+        texts.append(text)
+        labels.append(label_map.get(label, label))
+        lines.append(number)
+    if not texts:
+        raise UserError(f"{path}: no data rows")
+    return LabelledTexts(texts, labels, path, lines)
+
+
 def read_table(path: str, options: TableOptions = TableOptions()) -> LabelledTexts:
-    """Read a CSV/TSV (optionally gzipped) of texts and labels.
+    """Read a CSV/TSV (optionally gzipped) of texts and labels; a *.jsonl / *.ndjson file is JSON Lines.
 
     With `options.header` the first row names the columns; without it, columns are 0-based indices.
     TSV files are read without quote processing (review texts are full of quotes); other delimiters
     use standard double-quote quoting. Labels pass through `options.label_map`.
     """
+    if is_json_lines(path):
+        return read_json_lines(path, options)
     csv.field_size_limit(MAX_FIELD_BYTES)
     label_map = parse_label_map(options.label_map)
     texts, labels, lines = [], [], []

@@ -73,7 +73,7 @@ def test_missing_source_says_how_to_supply_it(monkeypatch):
 def test_format_is_chosen_by_file_name():
     assert spam.data_format("/x/SMSSpamCollection") == "sms"
     assert spam.data_format("/x/messages.txt") == "sms"
-    for name in ("a.csv", "a.TSV", "a.tab", "a.csv.gz", "a.tsv.gz"):
+    for name in ("a.csv", "a.TSV", "a.tab", "a.csv.gz", "a.tsv.gz", "a.jsonl", "a.ndjson.gz"):
         assert spam.data_format(name) == "table"
     assert spam.data_format("a.csv", "sms") == "sms"
 
@@ -262,3 +262,12 @@ def test_user_table_with_one_class_is_refused(tmp_path):
     path = write(tmp_path / "one.tsv", "text\tlabel\nhello\tx\nworld\tx\n")
     with pytest.raises(UserError, match=r"one\.tsv: the training split has only the label 'x'"):
         load_splits(spam, data=path)
+
+
+def test_too_few_distinct_texts_to_carve_the_splits_is_one_line(tmp_path):
+    """Identical texts stay in one split, so two distinct texts cannot give train, validation and test."""
+    path = write(tmp_path / "repeated.jsonl", '{"text": "win a prize", "label": "spam"}\n'
+                                              '{"text": "see you soon", "label": "ham"}\n' * 30)
+    with pytest.raises(UserError, match=r"repeated\.jsonl: 2 distinct text\(s\) are too few to carve validation and test"):
+        load_splits(spam, data=path)
+
