@@ -93,8 +93,17 @@ def read_tfds(name: str, split: str, config: Config) -> TaggedSentences:
 
 
 def complete_splits(parts: Dict[str, TaggedSentences], config: Config) -> Dict[str, TaggedSentences]:
-    """{"train", "validation", "test"} in IOB2 (validation = CoNLL testa); missing ones carved from train."""
-    return tagging_data.complete_splits(parts, config)
+    """{"train", "validation", "test"} in IOB2 (validation = CoNLL testa); missing ones carved from train.
+
+    A training split without a single entity (every tag `O`) is refused: it can only teach `O`, and it
+    usually means the wrong column (GermEval's files, for one, hold an outer and an inner entity column).
+    """
+    splits = tagging_data.complete_splits(parts, config)
+    train = splits["train"]
+    if not any(tag != "O" for tags in train.tags for tag in tags):
+        raise UserError(f"{train.source}: the training split has no entity tag, only 'O' (tags read from "
+                        f"{train.layout or 'the tag column'}); choose the entity column with --set data.tag_column=N")
+    return splits
 
 
 def prepare(config: Config, splits: Dict[str, TaggedSentences]) -> Prepared:

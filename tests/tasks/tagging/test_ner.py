@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tasks.tagging import ner
 from tasks.tagging import model as model_lib
+from tests.conftest import load_splits
 from tests.tasks.tagging.helpers import SENTENCES, tiny_config
 from zoo.data.pipeline import first_epoch
 from zoo.errors import UserError
@@ -53,3 +54,18 @@ def test_ner_learns_on_a_real_slice(data_env, cli, tmp_path):
     assert row["tokens"] == ["Angela", "Merkel", "visited", "Paris", "."] and len(row["tags"]) == 5
     result = cli("predict.py", run_dir, "x", "--format", "xml")
     assert result.returncode == 2 and "error: --format xml" in result.stderr
+
+
+def test_a_training_split_without_entities_names_the_column_option(tmp_path):
+    """GermEval-style files: id, token, outer entity tag, inner entity tag; the inner column is all O here."""
+    sentences = "\n\n".join("\n".join(f"{i}\t{token}\t{outer}\tO" for i, (token, outer) in enumerate(
+        [("Angela", "B-PER"), ("Merkel", "I-PER"), ("besucht", "O"), ("Berlin", "B-LOC")], start=1))
+        for _ in range(30))
+    path = tmp_path / "NER-de-train.tsv"
+    path.write_text("# http://example.org/1 [2009-10-01]\n" + sentences + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"NER-de-train.tsv: the training split has no entity tag, only 'O' \(tags read "
+                                        r"from .*column 3\); choose the entity column with --set data.tag_column=N"):
+        load_splits(ner, train_file=str(path))
+    config = ner.Config(data=ner.DataConfig(tag_column="2"))
+    splits = load_splits(ner, config, train_file=str(path))
+    assert {tag for tags in splits["train"].tags for tag in tags} == {"B-PER", "I-PER", "O", "B-LOC"}
