@@ -10,7 +10,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", required=True, help="task name, e.g. sentiment")
     parser.add_argument("--preset", help="a named set of overrides defined by the task (e.g. quick)")
-    parser.add_argument("--cell", help="recurrent cell: simple_rnn, lstm or gru")
+    parser.add_argument("--cell", help="recurrent cell: simple_rnn, lstm, gru, or none (no recurrent layer, "
+                                       "an order-free baseline)")
     parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                         help="bidirectional recurrent layers (default: the task's)")
     parser.add_argument("--epochs", help="maximum number of epochs")

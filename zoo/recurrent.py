@@ -1,4 +1,4 @@
-"""The shared recurrent factory: token embedding plus a stack of SimpleRNN/LSTM/GRU layers.
+"""The shared recurrent factory: token embedding plus a stack of SimpleRNN/LSTM/GRU layers (or none).
 
 Every task builds its recurrent part here, so the rules that keep the fast paths
 (cuDNN on GPU) in force live in one place:
@@ -9,6 +9,10 @@ Every task builds its recurrent part here, so the rules that keep the fast paths
   (the layer's own `dropout` argument, which the cuDNN path supports), and between layers.
 * Padding uses id 0 and is right-padded by the data pipeline, so `mask_zero=True`
   masks are right-padded, which is what the cuDNN kernels require.
+
+The cell `none` (NO_RECURRENCE) is the order-free baseline: the stack is empty and the factory
+returns its (masked) inputs unchanged, so a task model keeps its embedding and head and loses only
+the recurrence. `units`, `num_layers` and `bidirectional` are then unused.
 """
 
 import dataclasses
@@ -23,6 +27,9 @@ CELLS = {
     "lstm": keras.layers.LSTM,
     "gru": keras.layers.GRU,
 }
+# The order-free baseline: no recurrent layer. Not in CELLS, which maps names to real Keras classes.
+NO_RECURRENCE = "none"
+CELL_NAMES = (*CELLS, NO_RECURRENCE)  # every valid `model.cell`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,14 +60,26 @@ class RecurrentConfig:
 
 def check_cell(cell: str) -> None:
     """Raise a UserError listing the valid cells if `cell` is not one of them."""
-    if cell not in CELLS:
-        raise UserError(f"unknown cell {cell!r}; valid cells: {', '.join(CELLS)}")
+    if cell not in CELL_NAMES:
+        raise UserError(f"unknown cell {cell!r}; valid cells: {', '.join(CELL_NAMES)}")
+
+
+def is_recurrent(cell: str) -> bool:
+    """Whether `cell` names a real recurrent layer (False for NO_RECURRENCE)."""
+    check_cell(cell)
+    return cell != NO_RECURRENCE
+
+
+def layer_count(config: RecurrentConfig) -> int:
+    """How many recurrent layers the factory builds for `config`: `num_layers`, or 0 for cell none."""
+    return config.num_layers if is_recurrent(config.cell) else 0
 
 
 def make_layer(cell: str, units: int, *, return_sequences: bool, dropout_rate: float = 0.0, name: Optional[str] = None,
                **kwargs: Any) -> keras.layers.RNN:
     """One recurrent layer of the named cell, with defaults that keep cuDNN eligible."""
-    check_cell(cell)
+    if not is_recurrent(cell):
+        raise ValueError(f"cell {cell!r} has no recurrent layer to make; check is_recurrent(cell) first")
     return CELLS[cell](
         units,
         return_sequences=return_sequences,
@@ -86,7 +105,16 @@ def recurrent_stack(inputs: keras.KerasTensor, config: RecurrentConfig, *, retur
 
     Returns:
         (batch, time, units * directions) if `return_sequences`, else (batch, units * directions).
+        For cell none: `inputs` itself, (batch, time, features) with its mask, and only with
+        `return_sequences` (there is no last state to return, nor one to condition).
     """
+    if not is_recurrent(config.cell):
+        if not return_sequences:
+            raise UserError(f"model.cell={config.cell} has no recurrent state to sum up a sequence; "
+                            "pool over its steps instead")
+        if initial_state is not None:
+            raise UserError(f"model.cell={config.cell} has no recurrent state for an initial state to condition")
+        return inputs
     if initial_state is not None and config.bidirectional:
         raise UserError("an initial state can only condition a unidirectional recurrent stack")
     x = inputs
@@ -119,7 +147,8 @@ def embed_and_encode(token_ids: keras.KerasTensor, config: RecurrentConfig, voca
 
     Returns:
         (batch, time, features) if `return_sequences`, else (batch, features),
-        with features = `units * (2 if bidirectional else 1)`.
+        with features = `units * (2 if bidirectional else 1)`; for cell none the masked embedding,
+        (batch, time, embedding_dim), needing `return_sequences`.
     """
     embedded = keras.layers.Embedding(
         vocab_size, config.embedding_dim, mask_zero=True, name=f"{name}_embedding"

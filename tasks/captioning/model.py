@@ -10,6 +10,9 @@ state (h, and c for an LSTM). We chose that over feeding the feature as the firs
 inputs stay a pure word sequence (one embedding space, no extra step to mask or to skip in the loss), the
 recurrent layer keeps its cuDNN eligibility (initial states are supported), and the same projected state
 seeds greedy and beam search at inference. Trained with teacher forcing (see preprocessing.py).
+With `model.cell=none` (the order-free baseline) there is no recurrent state: the image feature is
+projected (Dense + tanh) to the embedding size and added to every word's embedding, so each word is
+predicted from the previous word and the image alone; decoding carries that projection as its "state".
 
 Every layer name is a constant here; serving.py finds the trained layers by these names.
 """
@@ -28,6 +31,8 @@ CAPTION_IDS_INPUT = "caption_ids"
 IMAGE_ENCODER = "image_encoder"
 FEATURE_DROPOUT = "feature_dropout"
 INITIAL_STATE_NAMES = ("initial_h", "initial_c")  # Dense + tanh from the image feature to layer 1's h (and c)
+IMAGE_CONTEXT = "image_context"  # cell none: Dense + tanh from the image feature to the embedding size
+WITH_IMAGE_CONTEXT = "with_image_context"  # cell none: AddToEveryStep, the image context on every word
 PER_CAPTION_SUFFIX = "_per_caption"  # RepeatRows after each initial state: initial_h_per_caption, ...
 WORD_EMBEDDING = "word_embedding"
 DECODER_RNN = "decoder_rnn"  # the recurrent layers are decoder_rnn_1, decoder_rnn_2, ... (decoder_rnn_name)
@@ -60,13 +65,36 @@ class RepeatRows(keras.layers.Layer):
         return {**super().get_config(), "repeats": self.repeats}
 
 
+@keras.saving.register_keras_serializable(package="zoo")
+class AddToEveryStep(keras.layers.Layer):
+    """[sequence (batch, time, features), vector (batch, features)] -> the vector added to every step of the
+    sequence, (batch, time, features), keeping the sequence's mask."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        sequence, vector = inputs
+        return sequence + keras.ops.expand_dims(vector, 1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None if mask is None else mask[0]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
 def state_count(cell: str) -> int:
-    """States per recurrent layer: h and c for an LSTM, h otherwise."""
+    """States per recurrent layer: h and c for an LSTM, h otherwise; for cell none, the one image context."""
     return 2 if cell == "lstm" else 1
 
 
 def initial_state_names(cell: str) -> Tuple[str, ...]:
-    """The names of the Dense layers that project the image feature to layer 1's states."""
+    """The names of the Dense layers that project the image feature to layer 1's states (cell none: to the
+    image context added to every word)."""
+    if not recurrent.is_recurrent(cell):
+        return (IMAGE_CONTEXT,)
     return INITIAL_STATE_NAMES[: state_count(cell)]
 
 
@@ -88,25 +116,31 @@ def build_model(config: Config, sizes: Mapping[str, int]) -> keras.Model:
     (images * captions_per_image, time), 0-padded, starting with <start>} -> (images * captions_per_image,
     time, vocab_size) next-word logits.
 
-    The image feature initialises the first recurrent layer's state; captions of one image are
-    consecutive rows (`data.captions_per_image` of them), so the CNN runs once per image.
+    The image feature initialises the first recurrent layer's state (cell none: is added to every word's
+    embedding); captions of one image are consecutive rows (`data.captions_per_image` of them), so the CNN
+    runs once per image.
     """
     model_config = config.model
+    has_recurrence = recurrent.is_recurrent(model_config.cell)
     image = keras.Input(shape=(config.data.image_size, config.data.image_size, 3), name=IMAGE_INPUT)
     caption_ids = keras.Input(shape=(None,), dtype="int32", name=CAPTION_IDS_INPUT)
     features = build_image_encoder(config)(image)
     features = keras.layers.Dropout(model_config.dropout_rate, name=FEATURE_DROPOUT)(features)
+    state_size = model_config.units if has_recurrence else model_config.embedding_dim
     states = [
         RepeatRows(config.data.captions_per_image, name=f"{name}{PER_CAPTION_SUFFIX}")(
-            keras.layers.Dense(model_config.units, activation="tanh", name=name)(features)
+            keras.layers.Dense(state_size, activation="tanh", name=name)(features)
         )
         for name in initial_state_names(model_config.cell)
     ]
     embedded = keras.layers.Embedding(
         sizes["vocab_size"], model_config.embedding_dim, mask_zero=True, name=WORD_EMBEDDING
     )(caption_ids)
-    outputs = recurrent.recurrent_stack(embedded, model_config, return_sequences=True, name=DECODER_RNN,
-                                        initial_state=states)
+    if has_recurrence:
+        outputs = recurrent.recurrent_stack(embedded, model_config, return_sequences=True, name=DECODER_RNN,
+                                            initial_state=states)
+    else:
+        outputs = AddToEveryStep(name=WITH_IMAGE_CONTEXT)([embedded, states[0]])
     outputs = keras.layers.Dropout(model_config.dropout_rate, name=OUTPUT_DROPOUT)(outputs)
     logits = keras.layers.Dense(sizes["vocab_size"], name=WORD_LOGITS)(outputs)
     return keras.Model({IMAGE_INPUT: image, CAPTION_IDS_INPUT: caption_ids}, logits, name=MODEL_NAME)

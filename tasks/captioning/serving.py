@@ -33,6 +33,9 @@ class CaptionDecoder(keras.layers.Layer):
     words, in a bounded tf.while_loop; the score is the mean log-probability per token, `<end>` included.
     `step` is the same computation for one word, used by beam search.
 
+    With cell none `cells` is empty and the "state" is the image context (batch, embedding_dim), added to every
+    word's embedding and carried unchanged from step to step (model.AddToEveryStep in training).
+
     `embedding`, `cells` and `logits` are layers: at export the trained model's own (`from_model`: its word
     embedding, the cells of its recurrent layers, its word logits); loaded from a file, fresh float32 layers of
     the same shapes (`from_config`, as every run saved so far), whose weights the file then fills in.
@@ -48,7 +51,7 @@ class CaptionDecoder(keras.layers.Layer):
         self.embedding = embedding
         self.cells = list(cells)
         self.logits = logits
-        self.units = int(self.cells[0].units)
+        self.units = int(self.cells[0].units) if self.cells else 0  # 0: cell none, no recurrent layer
         self.num_layers = len(self.cells)
         self.embedding_dim = int(embedding.output_dim)
         self.banned = np.array([PAD_ID, OOV_ID, START_ID])
@@ -57,7 +60,8 @@ class CaptionDecoder(keras.layers.Layer):
     @classmethod
     def from_model(cls, model: keras.Model, config: Config, vocabulary: Sequence[str], **kwargs) -> "CaptionDecoder":
         """The decoder of a trained model (model.build_model), made of that model's layer objects."""
-        cells = [model.get_layer(model_lib.decoder_rnn_name(index)).cell for index in range(config.model.num_layers)]
+        cells = [model.get_layer(model_lib.decoder_rnn_name(index)).cell
+                 for index in range(recurrent.layer_count(config.model))]
         return cls(vocabulary, config.model.cell, config.data.max_caption_length,
                    model.get_layer(model_lib.WORD_EMBEDDING), cells, model.get_layer(model_lib.WORD_LOGITS), **kwargs)
 
@@ -82,11 +86,14 @@ class CaptionDecoder(keras.layers.Layer):
             if not cell.built:
                 cell.build((None, self.embedding_dim if index == 0 else self.units))
         if not self.logits.built:
-            self.logits.build((None, self.units))
+            self.logits.build((None, self.units if self.cells else self.embedding_dim))
         self.built = True
 
     def initial_states(self, first_layer):
-        """[h] or [h, c] (batch, units) for layer 1 -> the flat state list of every layer (others zero)."""
+        """[h] or [h, c] (batch, units) for layer 1 -> the flat state list of every layer (others zero);
+        for cell none, [image context] (batch, embedding_dim) as it is."""
+        if not self.cells:
+            return list(first_layer)
         zeros = tf.zeros_like(first_layer[0])
         return list(first_layer) + [zeros] * (model_lib.state_count(self.cell) * (self.num_layers - 1))
 
@@ -95,6 +102,8 @@ class CaptionDecoder(keras.layers.Layer):
         per_layer = model_lib.state_count(self.cell)
         # tf.identity drops the mask that the trained embedding (mask_zero) attaches: one step has no padding.
         x = tf.identity(self.embedding(tf.cast(token_ids, tf.int32)))
+        if not self.cells:  # cell none: the previous word and the image context, as in training
+            return self.logits(x + states[0]), list(states)
         new_states = []
         for index, cell in enumerate(self.cells):
             layer_states = list(states[index * per_layer:(index + 1) * per_layer])
@@ -167,11 +176,12 @@ def export(model: keras.Model, config: Config, assets: Dict[str, Any]) -> keras.
 
 def image_features(exported: keras.Model, encoded: Sequence[bytes],
                    batch_size: int = BATCH_IMAGES) -> Tuple[np.ndarray, List[np.ndarray]]:
-    """Encoded images -> (image features (n, features), first-layer initial states [(n, units), ...])."""
+    """Encoded images -> (image features (n, features), first-layer initial states [(n, units), ...],
+    or [image context (n, embedding_dim)] for cell none)."""
     decode = exported.get_layer(model_lib.DECODE_IMAGES)
     encoder = exported.get_layer(model_lib.IMAGE_ENCODER)
     present = {layer.name for layer in exported.layers}
-    names = [name for name in model_lib.INITIAL_STATE_NAMES if name in present]
+    names = [name for name in (*model_lib.INITIAL_STATE_NAMES, model_lib.IMAGE_CONTEXT) if name in present]
     features, states = [], [[] for _ in names]
     for start in range(0, len(encoded), batch_size):
         batch = encoder(decode(tf.constant(encoded[start:start + batch_size])), training=False)

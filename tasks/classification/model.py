@@ -2,7 +2,8 @@
 
 Token ids (batch, time) int32, 0-padded on the right -> embedding -> recurrent stack (zoo.recurrent)
 -> pooling over time -> dropout -> class probabilities. Binary problems use one sigmoid unit;
-problems with more than two classes use softmax.
+problems with more than two classes use softmax. With `model.cell=none` there is no recurrent stack:
+the mean or max of the word embeddings is a bag-of-embeddings baseline (CBOW / fastText style).
 """
 
 import dataclasses
@@ -39,6 +40,9 @@ class ClassifierModelConfig(recurrent.RecurrentConfig):
         super().validate()
         if self.pooling not in POOLINGS:
             raise UserError(f"model.pooling={self.pooling!r}: expected one of {', '.join(POOLINGS)}")
+        if self.pooling == "last" and not recurrent.is_recurrent(self.cell):
+            raise UserError(f"model.pooling=last needs a recurrent state, which model.cell={self.cell} has not; "
+                            "use model.pooling=mean or max")
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -101,8 +105,8 @@ def build_classifier(config: Any, sizes: Mapping[str, Any], name: str = CLASSIFI
     """Token ids (batch, time) int32, 0-padded -> class probabilities.
 
     `config.model.pooling` picks the sequence summary: "last" (the final state of each direction),
-    "mean" or "max" (the masked average or maximum of every step's output).
-    `sizes` needs vocab_size and num_classes.
+    "mean" or "max" (the masked average or maximum of every step's output; with cell none, of every
+    word's embedding). `sizes` needs vocab_size and num_classes.
 
     Output is (batch, 1) sigmoid for two classes, (batch, num_classes) softmax otherwise.
     """

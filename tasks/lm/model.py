@@ -10,6 +10,8 @@ Use from your own code:
 
 With `model.stateful=true` the recurrent state carries from one BPTT window to the next (reset at
 every epoch and before every evaluation by `ResetStates`); gradients stay inside a window.
+With `model.cell=none` the core has no recurrent layer: a bigram model (embedding -> next-token logits),
+for which the state machinery has nothing to reset.
 """
 
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional
@@ -18,7 +20,7 @@ import keras
 import numpy as np
 
 from zoo import training
-from zoo.recurrent import make_layer
+from zoo.recurrent import layer_count, make_layer
 from zoo.resume import Resumable
 
 if TYPE_CHECKING:
@@ -85,13 +87,15 @@ def build_core(config: "Config", sizes: Mapping[str, Any], batch_size: Optional[
     else:
         embedding = keras.layers.Embedding(vocab_size, model_config.embedding_dim, name="embedding")
     x = embedding(token_ids)
-    for index in range(model_config.num_layers):
+    # Cell none builds no layer here: each position predicts the next token from its own token alone
+    # (a bigram model), and `stateful` has no state to carry.
+    for index in range(layer_count(model_config)):
         layer = make_layer(model_config.cell, model_config.units, return_sequences=True,
                            dropout_rate=model_config.dropout_rate, name=f"rnn_{index + 1}", stateful=stateful)
         x = layer(x)
     x = keras.layers.Dropout(model_config.dropout_rate, name="output_dropout")(x)
     if model_config.tie_embeddings:
-        if model_config.units != model_config.embedding_dim:
+        if x.shape[-1] != model_config.embedding_dim:
             x = keras.layers.Dense(model_config.embedding_dim, name="tie_projection")(x)
         # Under mixed precision the tied projection computes in float16; the softmax over a large
         # vocabulary and the loss need float32 logits.

@@ -20,6 +20,7 @@ from tasks.lm.data import EOS, TokenStream, detokenize, encode, text_tokens, unk
 from tasks.lm.model import CORE_NAME, TOKENIZER_NAME, build_core, reset_states
 from zoo import decoding
 from zoo.errors import UserError
+from zoo.recurrent import is_recurrent
 from zoo.text import OOV_ID, PAD_ID
 
 WARM_UP_TOKENS = {"word": 100, "char": 300}  # context read before a prompt by stateful models
@@ -87,7 +88,7 @@ def warm_up_tokens(stream: TokenStream, level: str, count: Optional[int] = None)
 def finish(model: keras.Model, config: Any, prepared: Any, splits: Dict[str, TokenStream]) -> Tuple[keras.Model, dict]:
     """(the exported raw-text model, {"warm_up": tokens} for a stateful model)."""
     state = {}
-    if config.model.stateful:
+    if config.model.stateful and is_recurrent(config.model.cell):  # cell none has no state to warm up
         state["warm_up"] = warm_up_tokens(splits["train"], config.data.level)
     return export(model, config, prepared.sizes, prepared.assets), state
 

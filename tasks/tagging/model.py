@@ -5,7 +5,8 @@ One tag per token:
     token features (see features.TokenFeatures): word ids (batch, time), char ids (batch, time, chars),
     casing ids (batch, time), int32, 0 on padding
       -> word embedding [+ char encoder (CNN or BiLSTM over each word's characters)] [+ casing embedding]
-      -> the shared recurrent stack with return_sequences (bidirectional by default)
+      -> the shared recurrent stack with return_sequences (bidirectional by default; none with
+         `model.cell=none`, which tags each token from its own word, char and casing features)
       -> Dense: per-token softmax, or emissions for a linear-chain CRF (zoo.crf)
 
 Training targets are tag ids (batch, time), -1 on padding (features.PAD_TAG), so padding is out of
@@ -224,8 +225,11 @@ def build_tagger(config, sizes: Mapping[str, int], name: str = TAGGER) -> keras.
     features = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="token_vectors")(parts)
     features = MaskFromIds(name="padding_mask")([features, inputs[WORD_IDS]])
     features = keras.layers.Dropout(model_config.dropout_rate, name="input_dropout")(features)
-    features = recurrent.recurrent_stack(features, model_config, return_sequences=True, name="tagger_rnn")
-    features = keras.layers.Dropout(model_config.dropout_rate, name="output_dropout")(features)
+    if recurrent.is_recurrent(model_config.cell):
+        features = recurrent.recurrent_stack(features, model_config, return_sequences=True, name="tagger_rnn")
+        features = keras.layers.Dropout(model_config.dropout_rate, name="output_dropout")(features)
+    # With cell none each token is tagged from its own features alone; they went through input_dropout
+    # already, and a second dropout in a row would only raise the rate.
     crf = model_config.output == "crf"
     outputs = keras.layers.Dense(
         sizes["num_tags"], activation=None if crf else "softmax", dtype="float32", name=EMISSIONS
