@@ -30,7 +30,7 @@ def test_overrides_reach_nested_sections_and_keep_the_original():
         ("units=3", "unknown key 'units'"),
         ("model=3", "'model' is a section"),
         ("train.epochs", "expected key=value"),
-        ("model.cell=rnn", "unknown cell 'rnn'; valid cells: simple_rnn, lstm, gru"),
+        ("model.cell=rnn", "unknown cell 'rnn'; valid cells: simple_rnn, lstm, gru, none"),
         ("train.epochs=0", "train.epochs=0: must be at least 1"),
     ],
 )

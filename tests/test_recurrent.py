@@ -72,7 +72,7 @@ def test_cudnn_rules_reject_what_keras_rejects():
 
 
 def test_unknown_cell_lists_valid_cells():
-    with pytest.raises(UserError, match="unknown cell 'rnn'; valid cells: simple_rnn, lstm, gru"):
+    with pytest.raises(UserError, match="unknown cell 'rnn'; valid cells: simple_rnn, lstm, gru, none$"):
         recurrent.RecurrentConfig(cell="rnn").validate()
 
 
@@ -86,3 +86,44 @@ def test_initial_state_conditions_a_unidirectional_stack():
     assert not np.allclose(different[0], different[1])
     with pytest.raises(UserError, match="unidirectional"):
         recurrent.recurrent_stack(inputs, recurrent.RecurrentConfig(bidirectional=True), initial_state=[state])
+
+
+# ---- cell none: no recurrent layer --------------------------------------------------------------
+
+
+def test_cell_none_returns_the_masked_embedding_unchanged():
+    # units, num_layers and bidirectional are unused, and valid.
+    config = recurrent.RecurrentConfig(cell="none", units=7, num_layers=3, bidirectional=True, embedding_dim=3)
+    config.validate()
+    model = recurrent.build_encoder(config, VOCAB, return_sequences=True)
+    output = model(_ids())
+    assert tuple(output.shape) == (2, 5, 3)
+    np.testing.assert_array_equal(output, model.get_layer("encoder_embedding")(_ids()))
+    np.testing.assert_array_equal(output._keras_mask, _ids() != 0)
+    assert recurrent.recurrent_layers(model) == [] and recurrent.layer_count(config) == 0
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Embedding"]
+
+
+def test_cell_none_mask_reaches_a_pooling_layer_and_round_trips(tmp_path):
+    config = recurrent.RecurrentConfig(cell="none", embedding_dim=4)
+    token_ids = keras.Input(shape=(None,), dtype="int32")
+    features = recurrent.embed_and_encode(token_ids, config, VOCAB, return_sequences=True)
+    model = keras.Model(token_ids, keras.layers.GlobalAveragePooling1D()(features))  # masked mean
+    short = np.array([[8, 9, 10]], dtype="int32")
+    np.testing.assert_allclose(model(short), model(np.array([[8, 9, 10, 0, 0]], dtype="int32")), atol=1e-6)
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(model.predict(_ids(), verbose=0), restored.predict(_ids(), verbose=0))
+
+
+def test_cell_none_has_no_state_to_return_or_condition():
+    config = recurrent.RecurrentConfig(cell="none")
+    inputs = keras.Input(shape=(None, 2))
+    with pytest.raises(UserError, match="^model.cell=none has no recurrent state to sum up a sequence; pool"):
+        recurrent.recurrent_stack(inputs, config)
+    with pytest.raises(UserError, match="^model.cell=none has no recurrent state for an initial state"):
+        recurrent.recurrent_stack(inputs, config, return_sequences=True, initial_state=[keras.Input(shape=(3,))])
+    with pytest.raises(ValueError, match="no recurrent layer to make"):
+        recurrent.make_layer("none", 3, return_sequences=True)
+    assert "none" not in recurrent.CELLS and recurrent.CELL_NAMES == ("simple_rnn", "lstm", "gru", "none")
+    assert [recurrent.is_recurrent(cell) for cell in recurrent.CELL_NAMES] == [True, True, True, False]

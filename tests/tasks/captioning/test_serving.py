@@ -81,3 +81,45 @@ def test_short_real_training_run_learns_varied_captions(data_env, tmp_path):
     assert all(np.isfinite(scores)) and all(caption for caption in beam)
     metrics = caption_metrics.caption_metrics(beam, part.captions[:32])
     assert metrics["bleu_1"] > 20.0 and metrics["distinct_captions"] > 1
+
+
+def test_cell_none_decoder_steps_agree_with_the_trained_model_and_reload(tmp_path):
+    """Cell none: the image context added to every word in training is what greedy and beam decoding carry."""
+    from tasks.captioning import model as model_lib
+    from tasks.captioning.preprocessing import END, START, START_ID
+    from zoo import recurrent
+
+    config = tiny_config(**{"model.cell": "none", "data.captions_per_image": 1, "data.max_caption_length": 4,
+                            "model.beam_width": 2})
+    vocabulary = [START, END, "a", "red", "blue", "ball"]
+    sizes = {"vocab_size": len(vocabulary) + 2}
+    keras.utils.set_random_seed(0)
+    model = model_lib.build_model(config, sizes)
+    assert recurrent.recurrent_layers(model) == []
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    caption_ids = np.array([[START_ID, 4, 5, 7], [START_ID, 4, 0, 0]], dtype="int32")
+    outputs = model({model_lib.IMAGE_INPUT: pixels, model_lib.CAPTION_IDS_INPUT: caption_ids})
+    np.testing.assert_array_equal(outputs._keras_mask, caption_ids != 0)  # padding stays out of the loss
+    trained = np.asarray(outputs)
+
+    decoder = serving.CaptionDecoder.from_model(model, config, vocabulary)
+    context = model.get_layer(model_lib.IMAGE_CONTEXT)(model.get_layer(model_lib.IMAGE_ENCODER)(pixels))
+    states = decoder.initial_states([context])
+    for position in range(caption_ids.shape[1]):
+        logits, states = decoder.step(caption_ids[:, position], states)
+        np.testing.assert_allclose(logits, trained[:, position], atol=1e-5)
+    # The image matters: the same word after another image gives other logits.
+    assert not np.allclose(trained[0, 0], trained[1, 0], atol=1e-4)
+
+    encoded = [tf.io.encode_png(image.astype(np.uint8)).numpy() for image in pixels]
+    exported = serving.export(model, config, {"vocabulary": vocabulary})
+    exported.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    before, after = exported(tf.constant(encoded)), reloaded(tf.constant(encoded))
+    np.testing.assert_array_equal(before["caption"].numpy(), after["caption"].numpy())
+    np.testing.assert_allclose(before["score"].numpy(), after["score"].numpy(), rtol=1e-5)
+    _, initial = serving.image_features(reloaded, encoded)
+    assert [state.shape for state in initial] == [(2, config.model.embedding_dim)]
+    beam, scores = serving.beam_captions(reloaded, initial, vocabulary, config)
+    assert len(beam) == 2 and all(np.isfinite(scores))
+    assert all(set(caption.split()) <= set(vocabulary[2:]) for caption in beam)

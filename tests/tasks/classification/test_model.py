@@ -32,3 +32,24 @@ def test_max_pooling_ignores_padding_and_reloads(tmp_path):
     path = str(tmp_path / "model.keras")
     model.save(path)
     np.testing.assert_array_equal(np.asarray(keras.saving.load_model(path)(padded)), outputs)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_cell_none_is_an_order_free_bag_of_embeddings(pooling):
+    config = resolve_config(sentiment, overrides=["model.cell=none", f"model.pooling={pooling}"])
+    model = sentiment.build_model(config, {"vocab_size": 20, "num_classes": 2})
+    words = np.array([[3, 4, 5, 6, 0, 0]], dtype="int32")
+    reordered = np.array([[6, 3, 5, 4, 0, 0]], dtype="int32")
+    np.testing.assert_allclose(model(words), model(reordered), atol=1e-6)
+    assert not np.allclose(model(words), model(np.array([[3, 3, 3, 3]], dtype="int32")), atol=1e-6)
+    # Embedding -> pooling -> dropout -> probabilities: nothing recurrent in between.
+    assert [layer.name for layer in model.layers][2:] == [f"{pooling}_over_time", "head_dropout", "probabilities"]
+
+
+def test_cell_none_with_last_pooling_names_both_keys():
+    from zoo.errors import UserError
+
+    with pytest.raises(UserError) as raised:
+        resolve_config(spam, overrides=["model.cell=none"])  # spam pools the last state by default
+    assert str(raised.value) == ("model.pooling=last needs a recurrent state, which model.cell=none has not; "
+                                 "use model.pooling=mean or max")

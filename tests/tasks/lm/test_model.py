@@ -86,3 +86,27 @@ def test_optimizer_is_the_shared_adam_unless_sgd_is_asked():
     assert {**optimizer.get_config(), "name": None} == {**shared.get_config(), "name": None}  # names are counters
     sgd = make_optimizer(lm_config(**{"train.optimizer": "sgd", "train.clipnorm": 5.0}).train)
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.global_clipnorm == 5.0
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_cell_none_is_a_bigram_model_whatever_the_state_settings(tie):
+    from zoo import recurrent
+
+    config = lm_config(**{"model.cell": "none", "model.units": 8, "model.embedding_dim": 6, "model.tie_embeddings": tie})
+    sizes = {"vocab_size": 12}
+    stateful = build_core(config, sizes, batch_size=2, stateful=True)
+    plain = build_core(config, sizes)
+    plain.set_weights(stateful.get_weights())
+    assert recurrent.recurrent_layers(stateful) == []
+    assert "tie_projection" not in [layer.name for layer in stateful.layers]  # units is unused: no projection
+    sequence = np.array([[2, 5, 7, 5, 3], [9, 5, 4, 11, 2]], dtype="int32")
+    logits = np.asarray(plain(sequence))
+    # Each position's logits come from its own token alone: both 5s agree, in any context or window.
+    np.testing.assert_allclose(logits[0, 1], logits[0, 3], atol=1e-6)
+    np.testing.assert_allclose(logits[0, 1], logits[1, 1], atol=1e-6)
+    assert not np.allclose(logits[0, 0], logits[0, 1], atol=1e-4)
+    callback = ResetStates()  # the stateful machinery has nothing to carry or reset, and copes
+    callback.set_model(stateful)
+    callback.on_epoch_begin(0)
+    stateful(sequence[:, :2])
+    np.testing.assert_allclose(np.asarray(stateful(sequence[:, 2:])), logits[:, 2:], atol=1e-6)

@@ -52,3 +52,20 @@ def test_best_checkpoint_can_maximise_a_validation_metric(tmp_path):
     for epoch, accuracy in enumerate([0.90, 0.93, 0.92, 0.91]):
         callback.on_epoch_end(epoch, {"val_accuracy": accuracy})
     assert callback.state["best_epoch"] == 2 and callback.model.stop_training
+
+
+def test_cell_none_tags_each_token_from_its_own_features_alone():
+    from zoo import recurrent
+
+    config = tiny_config(cell="none")
+    prepared = prepared_splits(config)
+    model = ner.build_model(config, prepared.sizes)
+    features = token_features(config, prepared.assets)
+    sentences = tf.constant([["Angela", "Merkel", "visited", "Paris", "."], ["The", "Merkel", "met", "Paris", "again"]])
+    probabilities = np.asarray(model(features(sentences), training=False))
+    assert probabilities.shape == (2, 5, len(prepared.assets["tags"]))
+    # Same word, other neighbours: the same tag distribution; another word: a different one.
+    np.testing.assert_allclose(probabilities[0, [1, 3]], probabilities[1, [1, 3]], atol=1e-6)
+    assert not np.allclose(probabilities[0, 0], probabilities[1, 0], atol=1e-4)
+    assert recurrent.recurrent_layers(model) == []
+    assert model.get_layer(model_lib.EMISSIONS).input.shape[-1] == 6 + 5 + 3  # word + char + casing features
