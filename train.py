@@ -37,7 +37,7 @@ def main(argv=None):
     from tasks import get_task
 
     task = get_task(args.task)  # an unknown name fails before TensorFlow is imported
-    from zoo import run
+    from zoo import recurrent, run
     from zoo.data import sources
 
     overrides = []
@@ -47,9 +47,9 @@ def main(argv=None):
     if args.bidirectional is not None:
         overrides.append(f"model.bidirectional={args.bidirectional}")
     config = resolve_config(task, args.preset, overrides + args.overrides)
-    out = args.out or os.path.join(
-        "runs", f"{args.task}-{config.model.cell}" + ("-bi" if config.model.bidirectional else "")
-    )
+    # Cell none has no recurrent layer, so no direction either: runs/sentiment-none, not sentiment-none-bi.
+    bidirectional = config.model.bidirectional and recurrent.is_recurrent(config.model.cell)
+    out = args.out or os.path.join("runs", f"{args.task}-{config.model.cell}" + ("-bi" if bidirectional else ""))
     request = sources.DataRequest(args.train_file, args.validation_file, args.test_file, args.data)
     metrics = run.train(task, args.task, config, out, request=request, overwrite=args.overwrite, strategy=args.strategy)
     if "worker" in metrics:  # a non-chief multi-worker process: the chief evaluates and writes the run

@@ -76,3 +76,13 @@ def test_a_real_process_prints_no_traceback(cli, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: unknown task 'nope'")
     assert "Traceback" not in result.stderr
+
+
+def test_default_run_directory_names_no_direction_for_cell_none(monkeypatch):
+    from zoo import run
+
+    chosen = []
+    monkeypatch.setattr(run, "train", lambda task, name, config, out, **options: chosen.append(out) or {})
+    train.main(["--task", "sentiment", "--cell", "none"])  # the sentiment default is bidirectional
+    train.main(["--task", "sentiment", "--cell", "gru"])
+    assert chosen == ["runs/sentiment-none", "runs/sentiment-gru-bi"]
