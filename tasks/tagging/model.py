@@ -225,11 +225,11 @@ def build_tagger(config, sizes: Mapping[str, int], name: str = TAGGER) -> keras.
     features = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="token_vectors")(parts)
     features = MaskFromIds(name="padding_mask")([features, inputs[WORD_IDS]])
     features = keras.layers.Dropout(model_config.dropout_rate, name="input_dropout")(features)
+    # Cell none skips both: each token is tagged from its own features alone, which went through
+    # input_dropout already (a second dropout in a row would only raise the rate).
     if recurrent.is_recurrent(model_config.cell):
         features = recurrent.recurrent_stack(features, model_config, return_sequences=True, name="tagger_rnn")
         features = keras.layers.Dropout(model_config.dropout_rate, name="output_dropout")(features)
-    # With cell none each token is tagged from its own features alone; they went through input_dropout
-    # already, and a second dropout in a row would only raise the rate.
     crf = model_config.output == "crf"
     outputs = keras.layers.Dense(
         sizes["num_tags"], activation=None if crf else "softmax", dtype="float32", name=EMISSIONS
