@@ -3,7 +3,8 @@
 Suites (comma-separated, default `cells`):
   cells      each task x cell x seed (x value, with --variants KEY=V1,V2) as a normal run directory:
              test quality, parameters, training throughput, time per epoch, batch-1 latency,
-             large-batch throughput, peak memory
+             large-batch throughput, peak memory; `--cells ...,tfidf_lr` adds a TF-IDF + logistic-regression
+             row for the classification tasks (benchmarks/baselines.py)
   synthetic  the adding and copy problems swept over T, and ||dL/dh_t|| at init and after training
   speed      zoo vs hand-written Keras overhead, bucketing vs fixed padding, jit_compile on/off, cuDNN path;
              with --peer torch also the same model trained in PyTorch (requirements-peer.txt)
