@@ -3,7 +3,8 @@
 Suites (comma-separated, default `cells`):
   cells      each task x cell x seed (x value, with --variants KEY=V1,V2) as a normal run directory:
              test quality, parameters, training throughput, time per epoch, batch-1 latency,
-             large-batch throughput, peak memory
+             large-batch throughput, peak memory; `--cells ...,tfidf_lr` adds a TF-IDF + logistic-regression
+             row for the classification tasks (benchmarks/baselines.py)
   synthetic  the adding and copy problems swept over T, and ||dL/dh_t|| at init and after training
   speed      zoo vs hand-written Keras overhead, bucketing vs fixed padding, jit_compile on/off, cuDNN path;
              with --peer torch also the same model trained in PyTorch (requirements-peer.txt)
@@ -34,7 +35,10 @@ def _names(text, valid, flag):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="sentiment,spam", help="comma-separated task names (default: sentiment,spam)")
-    parser.add_argument("--cells", default="simple_rnn,lstm,gru", help="comma-separated cells")
+    parser.add_argument("--cells", default="simple_rnn,lstm,gru",
+                        help="comma-separated cells: simple_rnn, lstm, gru, none (order-free, when the model factory "
+                             "has it), and the cells-suite row tfidf_lr (TF-IDF + logistic regression, classification "
+                             "tasks only; not in the default)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per task x cell (default 3)")
     parser.add_argument("--budget", choices=("quick", "full"), default="quick",
                         help="training budget, the same for every cell (default quick)")
@@ -61,10 +65,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from benchmarks import cells as cell_suite
+    from benchmarks.baselines import BENCHMARK_CELLS, model_cells
     from benchmarks.report import machine_description, markdown_table
     from tasks import TASKS
     from zoo.errors import UserError
-    from zoo.recurrent import CELLS
 
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
@@ -85,7 +89,12 @@ def main(argv=None):
             from benchmarks import peer
 
             peer.import_torch()  # a missing torch is reported now, not after the other suites ran
-    cells = _names(args.cells, list(CELLS), "--cells")
+    cells = _names(args.cells, BENCHMARK_CELLS, "--cells")
+    recurrent_cells = model_cells(cells)  # what the synthetic and speed suites build
+    other_suites = [suite for suite in suites if suite != "cells"]
+    if other_suites and not recurrent_cells:
+        raise UserError(f"--cells {args.cells}: the {' and '.join(other_suites)} suite(s) need a recurrent cell; "
+                        "tfidf_lr is a row of the cells suite only")
     os.makedirs(args.out, exist_ok=True)
     print(f"machine: {machine_description()}", flush=True)
 
@@ -101,8 +110,9 @@ def main(argv=None):
         if args.variants:
             variants = cell_suite.parse_variants(args.variants[0])
             cell_suite.check_variants(variants, tasks, cells, args.budget, args.overrides)
-        for task in tasks:  # a bad --set fails now, in one line, not in every run
-            cell_suite.resolve(task, cells[0], 1, args.budget, args.overrides)
+        for task in tasks:  # a bad --set, or a cell the model factory lacks, fails now in one line, not in every run
+            for cell in recurrent_cells or cells:
+                cell_suite.resolve(task, cell, 1, args.budget, args.overrides)
         results = cell_suite.run_benchmark(tasks, cells, args.seeds, args.budget, args.out,
                                            extra_overrides=args.overrides, data_path=args.data, progress=progress,
                                            variants=variants)
@@ -116,13 +126,13 @@ def main(argv=None):
 
         lengths = [int(v) for v in _names(args.lengths, None, "--lengths")] if args.lengths else None
         synthetic_tasks = _names(args.synthetic_tasks, ("adding", "copy"), "--synthetic-tasks")
-        summary = synthetic.run(cells, args.budget, os.path.join(args.out, "synthetic"), lengths=lengths,
+        summary = synthetic.run(recurrent_cells, args.budget, os.path.join(args.out, "synthetic"), lengths=lengths,
                                 steps=args.synthetic_steps, tasks=synthetic_tasks, progress=progress)
         print(summary)
     if "speed" in suites:
         from benchmarks import speed
 
-        speed_report = speed.run(cells, args.budget, os.path.join(args.out, "speed"), data_path=args.data,
+        speed_report = speed.run(recurrent_cells, args.budget, os.path.join(args.out, "speed"), data_path=args.data,
                                  examples=args.speed_examples, progress=progress, parts=speed_parts, peer=args.peer)
         print(speed_report)
     failures = [failure for failure in failures if failure]

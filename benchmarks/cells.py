@@ -13,6 +13,10 @@ this module measures, on a fresh model of the same architecture and the task's o
 * memory: the resident set size (RSS) of the benchmark process, sampled every 20 ms while the
   run trains and is measured; reported as the peak and as the increase over the RSS at run start.
 
+The pseudo-cell `tfidf_lr` (benchmarks.baselines, classification tasks only) is a row of the same
+table: a TF-IDF + logistic-regression baseline fitted and scored on the same splits with the same
+metric code, timed and sampled for memory alike, with no run directory.
+
 Each run's record is saved as `records/<run>.json`; a rerun with the same `--out` skips finished
 records, and a run that raises is recorded as failed (with its error) and skipped.
 """
@@ -25,6 +29,7 @@ import statistics
 import time
 import traceback
 
+from benchmarks.baselines import TFIDF_LR, supports_tfidf, tfidf_tasks
 from benchmarks.report import summarize, write_outputs
 from benchmarks.timing import PeakMemory, cudnn_report, inference_timing, trainable_parameter_count, training_throughput
 from zoo.io import atomic_write_json, read_json
@@ -181,7 +186,8 @@ def resolve(task_name, cell, seed, budget, extra_overrides=(), variant=None):
     preset = spec["preset"] if spec["preset"] in getattr(task, "PRESETS", {}) else None
     overrides = {**spec["overrides"], **measure_overrides(task_name)}
     overrides = [f"{key}={value}" for key, value in overrides.items()]
-    overrides += [f"model.cell={cell}", f"train.seed={seed}", *extra_overrides]
+    # A row that trains no recurrent model (tfidf_lr) keeps the task's model.cell: only data.* shapes its splits.
+    overrides += ([f"model.cell={cell}"] if cell != TFIDF_LR else []) + [f"train.seed={seed}", *extra_overrides]
     if variant is not None:
         overrides.append(variant)
     return task, resolve_config(task, preset, overrides), ([f"preset={preset}"] if preset else []) + overrides
@@ -299,6 +305,32 @@ def benchmark_run(task_name, cell, seed, budget, out_dir, extra_overrides=(), da
     return record
 
 
+def baseline_run(task_name, seed, budget, extra_overrides=(), data_path=None, progress=print):
+    """Fit and measure the tfidf_lr row (benchmarks.baselines) on the splits a recurrent run of the same
+    task, budget and --set would load; returns its record (never raises). No run directory is written."""
+    from benchmarks import baselines
+    from zoo.data import sources
+
+    record = _empty_record(task_name, TFIDF_LR, seed, budget)
+    try:
+        task, config, overrides = resolve(task_name, TFIDF_LR, seed, budget, extra_overrides)
+        record["config_overrides"] = overrides
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            splits, _ = sources.load(task, config, sources.DataRequest(data=data_path))
+            record.update(baselines.fit_and_measure(task, config, splits, quality_for(task_name), seed,
+                                                    MEASURE[budget], progress=progress))
+            record["train_wall_seconds"] = time.perf_counter() - start  # loading, every C, scoring and timing
+        record["peak_rss_mb"] = memory.peak_mb
+        record["rss_increase_mb"] = memory.increase_mb
+        record["status"] = "ok"
+    except Exception as error:  # reported and skipped like a crashed run
+        record["status"] = "failed"
+        record["error"] = f"{type(error).__name__}: {error}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    return record
+
+
 def _stale(run_dir, task_name, config):
     """True for an unfinished run directory whose config no longer matches (e.g. the task's defaults
     changed since it was interrupted): it cannot be resumed, so the benchmark starts it again."""
@@ -336,8 +368,13 @@ def run_benchmark(tasks, cells, seeds, budget, out_dir, extra_overrides=(), data
     os.makedirs(records_dir, exist_ok=True)
     labels = variants.labels if variants is not None else [None]
     # Seed-major order: an interrupted benchmark still has every task x cell (x variant) for the first seeds.
-    plan = [(task, cell, seed, variant) for seed in range(1, seeds + 1) for task in tasks for variant in labels
-            for cell in cells]
+    # tfidf_lr scores classification tasks only and has no variants: one row per task and seed.
+    skipped = [task for task in tasks if TFIDF_LR in cells and not supports_tfidf(task)]
+    for task in skipped:
+        progress(f"tfidf_lr: skipped for {task} (a text classification baseline: {', '.join(tfidf_tasks())})")
+    plan = list(dict.fromkeys(
+        (task, cell, seed, None if cell == TFIDF_LR else variant) for seed in range(1, seeds + 1) for task in tasks
+        for variant in labels for cell in cells if not (cell == TFIDF_LR and task in skipped)))
     durations, cache, records = [], {}, []
     start = time.perf_counter()
     for index, (task, cell, seed, variant) in enumerate(plan):
@@ -355,7 +392,10 @@ def run_benchmark(tasks, cells, seeds, budget, out_dir, extra_overrides=(), data
         progress(f"[{index + 1}/{len(plan)}] {what} seed {seed}: running "
                  f"(elapsed {_format_seconds(elapsed)}, {eta})")
         run_start = time.perf_counter()
-        record = benchmark_run(task, cell, seed, budget, out_dir, extra_overrides, data_path, cache, variant)
+        if cell == TFIDF_LR:
+            record = baseline_run(task, seed, budget, extra_overrides, data_path, progress)
+        else:
+            record = benchmark_run(task, cell, seed, budget, out_dir, extra_overrides, data_path, cache, variant)
         durations.append(time.perf_counter() - run_start)
         atomic_write_json(path, record)
         if record["status"] == "ok":

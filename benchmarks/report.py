@@ -3,8 +3,8 @@
 import os
 import statistics
 
+from benchmarks.baselines import BENCHMARK_CELLS, TFIDF_LR
 from zoo.io import atomic_write_json, atomic_write_text
-from zoo.recurrent import CELLS
 
 NUMERIC_SUMMARY = (
     "quality", "trainable_params", "time_per_epoch_seconds", "train_examples_per_second",
@@ -32,7 +32,7 @@ def summarize(records, budget):
     """
     summary = []
     keys = list(dict.fromkeys(_group(r) for r in records))
-    keys.sort(key=lambda k: (k[0], list(CELLS).index(k[1]) if k[1] in CELLS else 9, k[1]))
+    keys.sort(key=lambda k: (k[0], BENCHMARK_CELLS.index(k[1]) if k[1] in BENCHMARK_CELLS else 99, k[1]))
     for task, cell, variant in keys:
         group = [r for r in records if _group(r) == (task, cell, variant)]
         ok = [r for r in group if r["status"] == "ok"]
@@ -117,6 +117,13 @@ def line_label(cell, variant=None):
     return cell if variant is None else f"{cell} ({variant})"
 
 
+def cell_colors(plt):
+    """{row name: colour}: one fixed colour of matplotlib's cycle per name `--cells` takes (BENCHMARK_CELLS),
+    so a cell keeps its colour in every plot whichever rows ran."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {cell: cycle[index % len(cycle)] for index, cell in enumerate(BENCHMARK_CELLS)}
+
+
 def _variant_styles(items, styles):
     """One style per variant, in the order the variants first appear (no variant: the first style)."""
     variants = list(dict.fromkeys(item.get("variant") for item in items))
@@ -135,7 +142,7 @@ def plot_validation_curves(results, path):
     if not tasks:
         return None
     figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
-    colors = dict(zip(CELLS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    colors = cell_colors(plt)
     line_styles = _variant_styles(results["runs"], ("-", "--", ":", "-."))
     for axis, task in zip(axes[0], tasks):
         labelled = set()
@@ -173,13 +180,15 @@ def plot_quality_vs_cost(results, path):
     if not tasks:
         return None
     figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
-    colors = dict(zip(CELLS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    colors = cell_colors(plt)
     markers = _variant_styles(rows, ("o", "s", "^", "D", "v"))
     for axis, task in zip(axes[0], tasks):
         for row in (r for r in rows if r["task"] == task):
             cost, quality = row["time_per_epoch_seconds"], row["quality"]
             params = f"{row['trainable_params']['mean']:,.0f} params" if row.get("trainable_params") else "params n/a"
             label = line_label(row["cell"], row.get("variant"))
+            if row["cell"] == TFIDF_LR:
+                label += " (x: its whole fit)"  # no epochs: one fit of the vectorizer and the regression
             axis.errorbar(cost["mean"], quality["mean"], xerr=cost["std"], yerr=quality["std"],
                           fmt=markers[row.get("variant")], color=colors.get(row["cell"]), label=f"{label}, {params}")
         axis.set_xlabel("seconds per training epoch (lower is cheaper)")

@@ -4,6 +4,7 @@ import os
 from typing import Any, Dict, Mapping, Optional
 
 import keras
+import numpy as np
 
 from tasks.classification import serving
 from zoo import metrics as metrics_lib
@@ -12,13 +13,21 @@ from zoo.data import tables
 
 def evaluate(model: keras.Model, part: Any, assets: Mapping[str, Any], out_dir: Optional[str] = None,
              split: str = "test", positive_index: int = 1) -> Dict[str, Any]:
-    """Metrics of the exported `model` on every example of `part` (zoo.metrics.classification_metrics),
-    deciding with `serving.decide` at the run's saved threshold; with `out_dir`, also
-    `confusion_{split}.png` there."""
+    """Metrics of the exported `model` on every example of `part` (see `evaluate_probabilities`)."""
+    probabilities = serving.predict_probabilities(model, part.texts)
+    return evaluate_probabilities(probabilities, part, assets, out_dir, split, positive_index)
+
+
+def evaluate_probabilities(probabilities: np.ndarray, part: Any, assets: Mapping[str, Any],
+                           out_dir: Optional[str] = None, split: str = "test",
+                           positive_index: int = 1) -> Dict[str, Any]:
+    """Metrics (zoo.metrics.classification_metrics) of (n, num_classes) class probabilities of every
+    example of `part`, deciding with `serving.decide` at the threshold in `assets`; with `out_dir`, also
+    `confusion_{split}.png` there. Any classifier of the family is scored here, the benchmark's
+    non-neural baseline too, so every row of a task is scored alike."""
     label_names = assets["label_names"]
     threshold = serving.threshold_of(assets)
     labels = tables.encode_labels(part, assets["labels"])
-    probabilities = serving.predict_probabilities(model, part.texts)
     predicted = serving.decide_numpy(probabilities, len(label_names), threshold, positive_index)
     result = metrics_lib.classification_metrics(
         labels, predicted, probabilities, label_names,

@@ -12,7 +12,7 @@ a label map); a missing test split is carved from train, and validation always i
 """
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import keras
 
@@ -124,8 +124,18 @@ def complete_splits(parts: Dict[str, Any], config: Config) -> Dict[str, Any]:
     return text_data.complete_splits(parts, config, stratify=True)
 
 
+def class_labels(splits: Dict[str, Any]) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """(raw labels in class-index order, the names reported): fixed for IMDB, whatever the splits hold."""
+    return LABELS, LABEL_NAMES
+
+
+def tune_threshold(labels: Sequence[int], positive_probabilities: Sequence[float]) -> float:
+    """The decision threshold `finish` saves: sentiment keeps serving.DEFAULT_THRESHOLD (balanced classes)."""
+    return serving.DEFAULT_THRESHOLD
+
+
 def prepare(config: Config, splits: Dict[str, Any]) -> text_data.PreparedText:
-    return text_data.prepare(config, splits, LABELS, LABEL_NAMES)
+    return text_data.prepare(config, splits, *class_labels(splits))
 
 
 def build_model(config: Config, sizes: Mapping[str, Any]) -> keras.Model:

@@ -290,8 +290,14 @@ def class_weights(targets: Sequence[int], num_classes: int) -> Dict[int, float]:
     return {index: float(len(targets) / (num_classes * count)) for index, count in enumerate(counts) if count}
 
 
-def prepare(config: Config, splits: Dict[str, Any]) -> text_data.PreparedText:
+def class_labels(splits: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+    """(raw labels in class-index order, the names reported): the training split's labels, sorted."""
     labels = sorted(set(splits["train"].labels))
+    return labels, labels
+
+
+def prepare(config: Config, splits: Dict[str, Any]) -> text_data.PreparedText:
+    labels, _ = class_labels(splits)
     weights = None
     if config.train.class_weights:
         weights = class_weights(tables.encode_labels(splits["train"], labels), len(labels))
