@@ -33,6 +33,7 @@ from benchmarks.baselines import TFIDF_LR, supports_tfidf, tfidf_tasks
 from benchmarks.report import summarize, write_outputs
 from benchmarks.timing import PeakMemory, cudnn_report, inference_timing, trainable_parameter_count, training_throughput
 from zoo.io import atomic_write_json, read_json
+from zoo.recurrent import NO_RECURRENCE
 
 
 
@@ -177,7 +178,8 @@ def run_name(task, cell, seed, variant=None):
 def resolve(task_name, cell, seed, budget, extra_overrides=(), variant=None):
     """The run's config and the overrides that made it, applied in this order: the budget, the task's
     needs (BENCHMARK_OVERRIDES), cell, seed, --set, and last the variant (`KEY=VALUE`), so the variant's value
-    is the one the run trains with (e.g. model.stateful=true for lm, over BENCHMARK_OVERRIDES)."""
+    is the one the run trains with (e.g. model.stateful=true for lm, over BENCHMARK_OVERRIDES). The `none` row
+    of a classifier pooling its "last" state pools the mean instead (recorded in the overrides)."""
     from zoo.cli import resolve_config
     from tasks import get_task
 
@@ -186,6 +188,11 @@ def resolve(task_name, cell, seed, budget, extra_overrides=(), variant=None):
     preset = spec["preset"] if spec["preset"] in getattr(task, "PRESETS", {}) else None
     overrides = {**spec["overrides"], **measure_overrides(task_name)}
     overrides = [f"{key}={value}" for key, value in overrides.items()]
+    if cell == NO_RECURRENCE and getattr(resolve_config(task, preset, overrides + list(extra_overrides)).model,
+                                         "pooling", None) == "last":
+        # With no recurrence there is no last state: the order-free row pools over every step (mean: a CBOW /
+        # fastText bag of embeddings). Placed before --set and the variant, so either still wins.
+        overrides.append("model.pooling=mean")
     # A row that trains no recurrent model (tfidf_lr) keeps the task's model.cell: only data.* shapes its splits.
     overrides += ([f"model.cell={cell}"] if cell != TFIDF_LR else []) + [f"train.seed={seed}", *extra_overrides]
     if variant is not None:

@@ -480,3 +480,15 @@ def test_measurements_run_on_a_captioning_model():
     assert inference["inference_batch_size"] == 4 and inference["inference_examples_per_second"] > 0
     training = timing.training_throughput(model, list(dataset) * 2, warmup=1)
     assert training["timed_train_batches"] == 3 and training["train_examples_per_second"] > 0
+
+
+def test_the_order_free_row_of_a_last_state_classifier_pools_the_mean_and_says_so():
+    _, config, overrides = cells.resolve("spam", "none", 1, "quick")
+    assert (config.model.cell, config.model.pooling) == ("none", "mean")
+    assert "model.pooling=mean" in overrides
+    _, recurrent_config, _ = cells.resolve("spam", "lstm", 1, "quick")
+    assert recurrent_config.model.pooling == "last"  # the recurrent rows keep the task's pooling
+    _, chosen, _ = cells.resolve("spam", "none", 1, "quick", ["model.pooling=max"])
+    assert chosen.model.pooling == "max"  # --set still wins
+    _, sentiment, overrides = cells.resolve("sentiment", "none", 1, "quick")
+    assert sentiment.model.pooling == "max" and "model.pooling=mean" not in overrides
