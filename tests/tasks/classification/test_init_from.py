@@ -133,6 +133,7 @@ def _train_two_epochs(runs, imdb, scale):
     return before, frozen, pretrained_arrays(), (head_before, head.numpy())
 
 
+@pytest.mark.slow
 def test_frozen_epochs_keep_every_pretrained_bit_then_the_scale_applies(runs, imdb):
     before, frozen, after, (head_before, head_after) = _train_two_epochs(runs, imdb, 0.0)
     assert len(before) == 1 + 2 * 3  # the embedding, and 2 layers' kernel, recurrent kernel and bias (forward half)
@@ -147,6 +148,7 @@ def test_frozen_epochs_keep_every_pretrained_bit_then_the_scale_applies(runs, im
     assert all(not np.array_equal(start, value) for start, value in zip(before, after))  # scale 1: all move
 
 
+@pytest.mark.slow
 def test_train_py_init_from_gives_a_run_that_predicts_on_its_own(runs, shared_data, tmp_path, capsys):
     out = str(tmp_path / "spam")
     train.main(["--task", "spam", "--data", os.path.join(shared_data, "sms_spam_collection", "SMSSpamCollection"),
