@@ -76,3 +76,10 @@ def test_a_real_process_prints_no_traceback(cli, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: unknown task 'nope'")
     assert "Traceback" not in result.stderr
+
+
+def test_init_from_on_a_task_without_it_names_the_tasks_that_take_it(tmp_path, capsys):
+    error = _train_fails(["--task", "lm", "--init-from", str(tmp_path), "--out", str(tmp_path / "run")], capsys)
+    assert "--init-from: the lm task cannot start from a language model; tasks that can: " in error
+    assert all(name in error for name in ("sentiment", "spam", "pos", "ner"))
+    assert not (tmp_path / "run").exists()
