@@ -2,6 +2,7 @@
 
 import argparse
 import os
+from typing import Any
 
 from zoo.cli import resolve_config, run_main
 
@@ -35,7 +36,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def check_init_from(task, name):
+def check_init_from(task: Any, name: str) -> None:
     """--init-from is for tasks whose model config has `init_from`; others get a one-line error naming those that do."""
     if hasattr(task.Config().model, "init_from"):
         return
