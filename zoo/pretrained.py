@@ -24,7 +24,14 @@ for a partly copied kernel) is multiplied by a factor held in an optimizer varia
 `train.freeze_epochs` epochs (the weights stay bit for bit unchanged: only the other weights train),
 then `train.pretrained_lr_scale`. Adam's step does not depend on the gradient's scale, so the update,
 not the gradient, is scaled. The factor is an optimizer variable, so resume checkpoints (zoo.resume)
-carry it, and `FineTuning` sets it again at every epoch start and on resume.
+carry it, and `FineTuning` sets it again at every epoch start and on resume. While frozen, the
+pretrained weights still get gradients: Adam's moments follow them (so the first unfrozen steps
+start from informed moments) and global-norm clipping counts them.
+
+Why not `layer.trainable = False` and a recompile: the optimizer would then hold slots for a different
+set of variables in each phase (a resume checkpoint of one phase would not fit the other), `fit`
+would have to stop and recompile at the freeze boundary, a lower rate for pretrained weights is not
+expressible, and a partly pretrained kernel (the tagger's char rows) cannot be half frozen.
 """
 
 import dataclasses
