@@ -2,6 +2,7 @@
 
 import argparse
 import os
+from typing import Any
 
 from zoo.cli import resolve_config, run_main
 
@@ -26,10 +27,25 @@ def parse_args(argv=None):
     parser.add_argument("--strategy", default="default",
                         help="tf.distribute strategy: auto (mirrored on 2+ GPUs), default, mirrored (all local "
                              "GPUs) or multi_worker (the machines in TF_CONFIG); recorded in strategy.json")
+    parser.add_argument("--init-from", dest="init_from", action="append", default=[], metavar="RUN_DIR",
+                        help="start the embedding and recurrent layers from a language model run (--task lm); "
+                             "give a forward and a backward one (repeat the flag, or a comma list) for both "
+                             "halves of a bidirectional model; sets model.init_from")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.units=128 (repeatable)")
     return parser.parse_args(argv)
+
+
+def check_init_from(task: Any, name: str) -> None:
+    """--init-from is for tasks whose model config has `init_from`; others get a one-line error naming those that do."""
+    if hasattr(task.Config().model, "init_from"):
+        return
+    from tasks import TASKS, get_task
+    from zoo.errors import UserError
+
+    able = [other for other in TASKS if hasattr(get_task(other).Config().model, "init_from")]
+    raise UserError(f"--init-from: the {name} task cannot start from a language model; tasks that can: {', '.join(able)}")
 
 
 def main(argv=None):
@@ -46,6 +62,9 @@ def main(argv=None):
             overrides.append(f"{key}={getattr(args, flag)}")
     if args.bidirectional is not None:
         overrides.append(f"model.bidirectional={args.bidirectional}")
+    if args.init_from:
+        check_init_from(task, args.task)
+        overrides.append("model.init_from=" + ",".join(args.init_from))
     config = resolve_config(task, args.preset, overrides + args.overrides)
     # Cell none has no recurrent layer, so no direction either: runs/sentiment-none, not sentiment-none-bi.
     bidirectional = config.model.bidirectional and recurrent.is_recurrent(config.model.cell)

@@ -86,3 +86,10 @@ def test_default_run_directory_names_no_direction_for_cell_none(monkeypatch):
     train.main(["--task", "sentiment", "--cell", "none"])  # the sentiment default is bidirectional
     train.main(["--task", "sentiment", "--cell", "gru"])
     assert chosen == ["runs/sentiment-none", "runs/sentiment-gru-bi"]
+
+
+def test_init_from_on_a_task_without_it_names_the_tasks_that_take_it(tmp_path, capsys):
+    error = _train_fails(["--task", "lm", "--init-from", str(tmp_path), "--out", str(tmp_path / "run")], capsys)
+    assert "--init-from: the lm task cannot start from a language model; tasks that can: " in error
+    assert all(name in error for name in ("sentiment", "spam", "pos", "ner"))
+    assert not (tmp_path / "run").exists()

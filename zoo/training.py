@@ -4,7 +4,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
@@ -12,6 +12,7 @@ import tensorflow as tf
 from zoo.data.pipeline import EpochStream
 from zoo.errors import TrainingError, UserError
 from zoo.io import atomic_path, atomic_write_json, atomic_write_text
+from zoo.pretrained import ScaledAdam, Target
 from zoo.resume import Backup, Checkpointer, Resumable, restore_callbacks
 
 
@@ -31,6 +32,9 @@ class TrainConfig:
     backup_every_steps: int = 50  # how often the resume checkpoint is written, in batches
     monitor: str = "val_loss"  # the validation log that picks the best epoch: *loss is minimised, others maximised
     mixed_precision: bool = False  # mixed_float16 compute with float32 outputs; GPU only (rejected on CPU)
+    # Fine-tuning a model initialised from pretrained runs (model.init_from; zoo.pretrained), else no effect:
+    freeze_epochs: int = 0  # epochs in which only the weights that were not pretrained train
+    pretrained_lr_scale: float = 1.0  # afterwards, pretrained weights step this many times as far as the others
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "patience", "backup_every_steps"):
@@ -50,6 +54,11 @@ class TrainConfig:
                 "TensorFlow op determinism is enabled, so the run would silently train without XLA; "
                 "add --set train.deterministic=false (runs are then no longer bit-for-bit repeatable)"
             )
+        if self.freeze_epochs < 0:
+            raise UserError(f"train.freeze_epochs={self.freeze_epochs}: must be 0 (off) or more")
+        if not math.isfinite(self.pretrained_lr_scale) or self.pretrained_lr_scale < 0:
+            raise UserError(f"train.pretrained_lr_scale={self.pretrained_lr_scale}: must be 0 or more "
+                            "(0 keeps pretrained weights fixed, 1 trains them like the rest)")
         if not self.monitor.startswith("val_"):
             raise UserError(f"train.monitor={self.monitor}: must name a validation log, e.g. val_loss or val_accuracy")
 
@@ -85,12 +94,18 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
         tf_config.disable_op_determinism()
 
 
-def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam with optional clipping of the global gradient norm."""
-    return keras.optimizers.Adam(
-        learning_rate=config.learning_rate,
-        global_clipnorm=config.clipnorm or None,
-    )
+def make_optimizer(config: TrainConfig, pretrained_targets: Sequence[Target] = ()) -> keras.optimizers.Optimizer:
+    """Adam with optional clipping of the global gradient norm.
+
+    With `pretrained_targets` (zoo.pretrained.plan) it is a ScaledAdam whose update of those weights
+    follows `train.freeze_epochs` and `train.pretrained_lr_scale` (set by a zoo.pretrained.FineTuning callback).
+    """
+    options = dict(learning_rate=config.learning_rate, global_clipnorm=config.clipnorm or None)
+    if not pretrained_targets:
+        return keras.optimizers.Adam(**options)
+    optimizer = ScaledAdam(**options)
+    optimizer.scale_targets(pretrained_targets)
+    return optimizer
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.classification import pretrained
+from zoo import pretrained as zoo_pretrained
 from zoo import text
 from zoo.data import pipeline, tables
 from zoo.training import Prepared
@@ -73,13 +75,27 @@ def prepare(config: Any, splits: Dict[str, Any], labels: Sequence[str], label_na
     """Build the vocabulary from the training split only, the vectorizer, and the bucketed train/validation
     datasets of ((batch, time) int32 ids, (batch,) class indices).
 
+    With `model.init_from` the vocabulary is the language model's instead (data.vocab_size and
+    data.min_count are then not used), after the runs are checked against the config
+    (tasks.classification.pretrained), and a zoo.pretrained.FineTuning callback applies
+    train.freeze_epochs and train.pretrained_lr_scale.
     `labels` are the raw label strings of the data, in class-index order; `label_names` are the
     names reported to users (default: the raw labels).
     """
     train, validation = splits["train"], splits["validation"]
-    vocabulary = text.build_vocabulary(
-        train.texts, config.data.level, max_size=config.data.vocab_size, min_count=config.data.min_count
-    )
+    language_models = pretrained.language_models(config)
+    callbacks = []
+    if language_models:
+        first = next(iter(language_models.values()))
+        vocabulary = list(first.vocabulary)
+        print(f"vocabulary: the {len(vocabulary)} tokens of the language model {first.source} "
+              "(data.vocab_size and data.min_count are not used)")
+        callbacks.append(zoo_pretrained.FineTuning(config.train.freeze_epochs, config.train.pretrained_lr_scale))
+    else:
+        zoo_pretrained.note_unused_fine_tuning(config.train)
+        vocabulary = text.build_vocabulary(
+            train.texts, config.data.level, max_size=config.data.vocab_size, min_count=config.data.min_count
+        )
     vectorizer = make_vectorizer(config, vocabulary)
     to_ids = ragged_ids(vectorizer)
     options = dict(max_length=config.data.max_length, batch_size=config.train.batch_size,
@@ -91,4 +107,4 @@ def prepare(config: Any, splits: Dict[str, Any], labels: Sequence[str], label_na
     sizes = {"vocab_size": len(vocabulary) + 2, "num_classes": len(labels)}
     assets = {"vocabulary": vocabulary, "labels": list(labels), "label_names": list(label_names or labels)}
     return PreparedText(train_stream, validation_data, sizes, assets, class_weight=class_weight,
-                        vectorizer=vectorizer)
+                        callbacks=callbacks, vectorizer=vectorizer)

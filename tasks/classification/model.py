@@ -7,11 +7,11 @@ the mean or max of the word embeddings is a bag-of-embeddings baseline (CBOW / f
 """
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, List, Mapping, Optional
 
 import keras
 
-from zoo import recurrent
+from zoo import pretrained, recurrent
 from zoo.errors import UserError
 from zoo.training import make_optimizer
 
@@ -19,6 +19,7 @@ POOLINGS = ("last", "mean", "max")
 
 # Layer and model names: the trained classifier ...
 TOKEN_IDS_INPUT = "token_ids"
+ENCODER = "encoder"  # zoo.recurrent.embed_and_encode's prefix: layers ENCODER_embedding, ENCODER_rnn_1, ...
 MEAN_POOLING_LAYER = "mean_over_time"
 MAX_POOLING_LAYER = "max_over_time"
 HEAD_DROPOUT_LAYER = "head_dropout"
@@ -35,9 +36,13 @@ class ClassifierModelConfig(recurrent.RecurrentConfig):
     """The recurrent stack plus how its steps become one vector for the classification head."""
 
     pooling: str = "last"  # "last" state, or "mean" / "max" over the unpadded steps
+    # Language-model run(s) whose vocabulary, embedding and recurrent weights start the encoder: one
+    # directory, or a forward and a backward one separated by a comma (tasks.classification.pretrained).
+    init_from: Optional[str] = None
 
     def validate(self):
         super().validate()
+        pretrained.validate_init_from(self.init_from)
         if self.pooling not in POOLINGS:
             raise UserError(f"model.pooling={self.pooling!r}: expected one of {', '.join(POOLINGS)}")
         if self.pooling == "last" and not recurrent.is_recurrent(self.cell):
@@ -113,7 +118,7 @@ def build_classifier(config: Any, sizes: Mapping[str, Any], name: str = CLASSIFI
     token_ids = keras.Input(shape=(None,), dtype="int32", name=TOKEN_IDS_INPUT)
     pooling = config.model.pooling
     features = recurrent.embed_and_encode(
-        token_ids, config.model, sizes["vocab_size"], return_sequences=pooling != "last"
+        token_ids, config.model, sizes["vocab_size"], return_sequences=pooling != "last", name=ENCODER
     )
     if pooling == "mean":
         features = MaskedMeanOverTime(name=MEAN_POOLING_LAYER)(features)
@@ -130,10 +135,17 @@ def build_classifier(config: Any, sizes: Mapping[str, Any], name: str = CLASSIFI
     return keras.Model(token_ids, probabilities, name=name)
 
 
-def compile_classifier(model: keras.Model, config: Any, sizes: Mapping[str, Any]) -> None:
-    """Adam (zoo.training.make_optimizer), cross-entropy for the output's form, accuracy."""
+def encoder_layer_names(config: Any) -> List[str]:
+    """The names of the encoder's embedding layer, then of its recurrent layers, input side first."""
+    return [f"{ENCODER}_embedding"] + [f"{ENCODER}_rnn_{index + 1}" for index in range(config.model.num_layers)]
+
+
+def compile_classifier(model: keras.Model, config: Any, sizes: Mapping[str, Any],
+                       targets: Optional[List[pretrained.Target]] = None) -> None:
+    """Adam (a zoo.pretrained.ScaledAdam over the pretrained `targets`, if any), cross-entropy for the
+    output's form, accuracy."""
     model.compile(
-        optimizer=make_optimizer(config.train),
+        optimizer=make_optimizer(config.train, targets or ()),
         loss="binary_crossentropy" if is_binary(sizes) else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=config.train.jit_compile,

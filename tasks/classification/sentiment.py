@@ -17,6 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import keras
 
 from tasks.classification import data as text_data
+from tasks.classification import pretrained
 from tasks.classification import serving
 from tasks.classification.metrics import evaluate_run as evaluate
 from tasks.classification.serving import run_predictions as predict
@@ -140,11 +141,13 @@ def prepare(config: Config, splits: Dict[str, Any]) -> text_data.PreparedText:
 
 def build_model(config: Config, sizes: Mapping[str, Any]) -> keras.Model:
     """Token ids (batch, time) int32 -> (batch, 1) P(positive); `sizes` needs vocab_size and num_classes."""
-    return build_classifier(config, sizes)
+    model = build_classifier(config, sizes)
+    pretrained.initialise(model, config)  # model.init_from: the language model's embedding and recurrent weights
+    return model
 
 
 def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, Any]) -> None:
-    compile_classifier(model, config, sizes)
+    compile_classifier(model, config, sizes, pretrained.targets(model, config))
 
 
 def finish(model: keras.Model, config: Config, prepared: text_data.PreparedText,

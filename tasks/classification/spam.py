@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from tasks.classification import data as text_data
+from tasks.classification import pretrained
 from tasks.classification import serving
 from tasks.classification.metrics import evaluate_run as evaluate
 from tasks.classification.serving import run_predictions as predict
@@ -314,11 +315,13 @@ def prepare(config: Config, splits: Dict[str, Any]) -> text_data.PreparedText:
 
 def build_model(config: Config, sizes: Mapping[str, Any]) -> keras.Model:
     """Token ids (batch, time) int32 -> (batch, 1) P(spam) for 2 classes, else (batch, num_classes) softmax."""
-    return build_classifier(config, sizes)
+    model = build_classifier(config, sizes)
+    pretrained.initialise(model, config)  # model.init_from: the language model's embedding and recurrent weights
+    return model
 
 
 def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, Any]) -> None:
-    compile_classifier(model, config, sizes)
+    compile_classifier(model, config, sizes, pretrained.targets(model, config))
 
 
 def tune_threshold(labels: Sequence[int], positive_probabilities: Sequence[float]) -> float:

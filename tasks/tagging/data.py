@@ -7,8 +7,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tasks.tagging import vectors
+from tasks.tagging import pretrained, vectors
 from tasks.tagging.features import FIRST_WORD_ID, PAD_TAG, normalized_tokens, token_features
+from zoo import pretrained as zoo_pretrained
 from zoo import text as text_lib
 from zoo.data import columns, pipeline, sources
 from zoo.data.columns import ColumnOptions, TaggedSentences
@@ -169,9 +170,26 @@ def prepare(config, splits: Dict[str, TaggedSentences]) -> Prepared:
     """Vocabularies and tag set from the training split only; bucketed train/validation datasets.
 
     sizes: vocab_size, char_vocab_size, first_rare_id, num_tags; assets: vocabulary, chars, tags.
+    With `model.init_from` the word vocabulary is the language model's instead (data.vocab_size and
+    data.min_count are then not used; the chars and tags still come from the training split), after
+    the runs are checked against the config (tasks.tagging.pretrained). Its words are ranked by the
+    language model's text, not by this training split, so no id range holds this split's rare words:
+    rare-word dropout is off (first_rare_id = vocab_size). A zoo.pretrained.FineTuning callback applies
+    train.freeze_epochs and train.pretrained_lr_scale.
     """
     train = splits["train"]
     vocabularies, sizes = build_vocabularies(train, config)
+    callbacks = []
+    language_models = pretrained.language_models(config)
+    if language_models:
+        first = next(iter(language_models.values()))
+        vocabularies["words"] = list(first.vocabulary)
+        sizes["vocab_size"] = sizes["first_rare_id"] = len(first.vocabulary) + FIRST_WORD_ID
+        print(f"vocabulary: the {len(first.vocabulary)} words of the language model {first.source} "
+              "(data.vocab_size and data.min_count are not used; rare-word dropout is off)")
+        callbacks.append(zoo_pretrained.FineTuning(config.train.freeze_epochs, config.train.pretrained_lr_scale))
+    else:
+        zoo_pretrained.note_unused_fine_tuning(config.train)
     tags = sorted({tag for sentence in train.tags for tag in sentence})
     sizes["num_tags"] = len(tags)
     assets = {"vocabulary": vocabularies["words"], "chars": vocabularies["chars"], "tags": tags}
@@ -181,7 +199,6 @@ def prepare(config, splits: Dict[str, TaggedSentences]) -> Prepared:
                              seed=config.train.seed, stream=name == "train")
         for name in ("train", "validation")
     }
-    callbacks = []
     if config.model.pretrained_vectors:
         matrix, found = vectors.pretrained_matrix(config.model.pretrained_vectors, vocabularies["words"], config)
         print(f"pretrained vectors: {found} of {len(vocabularies['words'])} vocabulary words found")

@@ -16,14 +16,14 @@ the loss and every metric. The exported model (serving.export) ends in the heads
 
 import dataclasses
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 from tasks.tagging.features import CASING_IDS, CASINGS, CHAR_IDS, PAD_TAG, WORD_IDS
-from zoo import recurrent
+from zoo import pretrained, recurrent
 from zoo.crf import CRF, CRFLoss
 from zoo.errors import UserError
 from zoo.recurrent import RecurrentConfig
@@ -37,6 +37,7 @@ CHAR_ENCODERS = ("cnn", "lstm", "none")
 # changing one breaks loading the runs saved before).
 TAGGER = "tagger"  # the trainable tagger, a layer of the exported model with softmax output
 WORD_EMBEDDING = "word_embedding"
+RECURRENT = "tagger_rnn"  # the recurrent layers are RECURRENT_1, RECURRENT_2, ... (zoo.recurrent.recurrent_stack)
 EMISSIONS = "emissions"  # the tagger's Dense output layer
 CRF_LAYER = "crf"  # holds the transition scores; decodes in the exported model
 EMISSION_NETWORK = "emission_network"  # token features -> CRF emissions, in the exported model
@@ -64,9 +65,16 @@ class TaggerConfig(RecurrentConfig):
     casing_dim: int = 8  # embedding of a word-shape class (title, upper, numeric, ...); 0 disables
     rare_word_dropout: float = 0.5  # P(a training singleton is read as the unknown word), per step
     pretrained_vectors: Optional[str] = None  # GloVe / word2vec text file; its dimension = embedding_dim
+    # Language-model run(s) whose vocabulary, word embedding and recurrent weights start the tagger: one
+    # directory, or a forward and a backward one separated by a comma (tasks.tagging.pretrained).
+    init_from: Optional[str] = None
 
     def validate(self):
         super().validate()
+        pretrained.validate_init_from(self.init_from)
+        if self.init_from and self.pretrained_vectors:
+            raise UserError("model.init_from and model.pretrained_vectors both set the word embedding; "
+                            "keep one of them")
         if self.output not in OUTPUTS:
             raise UserError(f"model.output={self.output!r}: expected one of {', '.join(OUTPUTS)}")
         if self.char_encoder not in CHAR_ENCODERS:
@@ -210,7 +218,7 @@ def build_tagger(config, sizes: Mapping[str, int], name: str = TAGGER) -> keras.
     word_ids = RareWordDropout(
         model_config.rare_word_dropout, sizes["first_rare_id"], seed=config.train.seed, name="rare_word_dropout"
     )(inputs[WORD_IDS])
-    parts = [
+    parts = [  # the word embedding first: model.init_from copies a language model's input rows there (zoo.pretrained)
         keras.layers.Embedding(sizes["vocab_size"], model_config.embedding_dim, mask_zero=True, name=WORD_EMBEDDING)(word_ids)
     ]
     if model_config.char_encoder != "none":
@@ -228,7 +236,7 @@ def build_tagger(config, sizes: Mapping[str, int], name: str = TAGGER) -> keras.
     # Cell none skips both: each token is tagged from its own features alone, which went through
     # input_dropout already (a second dropout in a row would only raise the rate).
     if recurrent.is_recurrent(model_config.cell):
-        features = recurrent.recurrent_stack(features, model_config, return_sequences=True, name="tagger_rnn")
+        features = recurrent.recurrent_stack(features, model_config, return_sequences=True, name=RECURRENT)
         features = keras.layers.Dropout(model_config.dropout_rate, name="output_dropout")(features)
     crf = model_config.output == "crf"
     outputs = keras.layers.Dense(
@@ -319,10 +327,11 @@ def tagger_loss(model: keras.Model) -> Any:
     return keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_TAG)
 
 
-def compile_tagger(model: keras.Model, config) -> None:
-    """Adam (zoo.training.make_optimizer), the tagger loss and the masked token accuracy."""
+def compile_tagger(model: keras.Model, config, targets: Sequence[pretrained.Target] = ()) -> None:
+    """Adam (zoo.training.make_optimizer; a ScaledAdam over the pretrained `targets`, if any), the tagger
+    loss and the masked token accuracy."""
     model.compile(
-        optimizer=make_optimizer(config.train),
+        optimizer=make_optimizer(config.train, targets),
         loss=tagger_loss(model),
         metrics=[MaskedAccuracy()],
         jit_compile=config.train.jit_compile,

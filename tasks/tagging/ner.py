@@ -24,6 +24,7 @@ import keras
 
 # serving imports every module that defines a layer of the saved models (features, model, zoo.crf).
 from tasks.tagging import data as tagging_data
+from tasks.tagging import pretrained
 from tasks.tagging import serving
 from tasks.tagging.metrics import entity_metrics
 from tasks.tagging.model import TaggerConfig, build_tagger, compile_tagger
@@ -116,11 +117,13 @@ def prepare(config: Config, splits: Dict[str, TaggedSentences]) -> Prepared:
 
 def build_model(config: Config, sizes: Mapping[str, int]) -> keras.Model:
     """Token features -> (batch, time, num_tags) CRF emissions (tag probabilities with model.output=softmax)."""
-    return build_tagger(config, sizes)
+    model = build_tagger(config, sizes)
+    pretrained.initialise(model, config)  # model.init_from: the language model's word embedding and recurrent weights
+    return model
 
 
 def compile_model(model: keras.Model, config: Config, sizes: Mapping[str, int]) -> None:
-    compile_tagger(model, config)
+    compile_tagger(model, config, pretrained.targets(model, config))
 
 
 def finish(model: keras.Model, config: Config, prepared: Prepared, splits: Dict[str, TaggedSentences]) -> Tuple[keras.Model, dict]:
