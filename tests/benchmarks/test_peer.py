@@ -179,6 +179,20 @@ def test_unknown_variant_or_pooling_is_a_user_error(torch):
         peer.build_torch_model(model_config, 30, seed=1)
 
 
+@pytest.mark.parametrize("cell, fused_when_fixed", [("lstm", True), ("gru", False), ("simple_rnn", False)])
+def test_fixed_length_batches_reach_onednn_for_lstm_only(torch, cell, fused_when_fixed):
+    """What the report's kernel column counts: PyTorch's CPU oneDNN RNN layer exists for LSTM only, and
+    takes fixed-length batches whole; packed batches with rows of different lengths leave it."""
+    config = _config(cell)
+    batches = [(np.array(PADDED_IDS), np.array([0, 1, 1])), (np.array(PADDED_IDS)[:2, :5], np.array([1, 0]))]
+    counts = {}
+    for variant in peer.VARIANTS:
+        module = peer.build_torch_model(config.model, 30, seed=1, variant=variant)
+        trainer = peer.TorchTrainer(module, learning_rate=0.01, clipnorm=1.0)
+        counts[variant] = peer._fused_batches(torch, trainer.train_on_batch, batches, layer_calls_per_batch=2)
+    assert counts == {"packed": 0, "fixed": 2 if fused_when_fixed else 0}
+
+
 def _report_item(zoo, packed, fixed):
     """A peer report item as compare() writes it, from per-round examples/s of each runner."""
     def spread(values):
@@ -213,15 +227,15 @@ def test_peer_markdown_has_both_variants_the_best_and_the_ratio():
     assert "| simple_rnn | error: RuntimeError: out of memory |" in text
 
 
-@pytest.mark.slow  # ~60 s at load ~8: two Keras models traced, 3 models x 3 passes, 2 profiled passes each
-def test_peer_report_has_both_variants_and_the_ratio_for_every_cell(torch, data_env, tmp_path, monkeypatch):
+@pytest.mark.slow  # 1 Keras model traced, 3 runners x 2 passes, 2 profiled passes: ~2-5 min at load 15
+def test_peer_report_has_both_variants_and_the_ratio(torch, data_env, tmp_path, monkeypatch):
     from benchmarks import speed
 
     # compare() gives PyTorch os.cpu_count() threads; one keeps this test short on a loaded machine.
     monkeypatch.setattr(peer.os, "cpu_count", lambda: 1)
-    cells = ["simple_rnn", "lstm"]
+    cells = ["lstm"]
     text = speed.run(cells, "quick", str(tmp_path), examples=16, progress=lambda message: None,
-                     parts=("peer",), peer="torch", rounds=2)
+                     parts=("peer",), peer="torch", rounds=1)
     report = json.loads((tmp_path / "speed.json").read_text())
     # Only the part that ran is in the report.
     assert "overhead" not in report and "xla" not in report and "cudnn" not in report
@@ -231,7 +245,7 @@ def test_peer_report_has_both_variants_and_the_ratio_for_every_cell(torch, data_
         assert "error" not in item, item
         missing = [field for field in peer.REPORT_FIELDS if field not in item]
         assert not missing, (cell, missing)
-        assert item["cell"] == cell and item["rounds"] == 2 == len(item["per_round_ratios_zoo_over_torch_best"])
+        assert item["cell"] == cell and item["rounds"] == 1 == len(item["per_round_ratios_zoo_over_torch_best"])
         assert item["torch_parameters"] == item["zoo_parameters"] + item["torch_extra_bias_parameters"]
         medians = {name: item[f"{name}_examples_per_second"]["median"]
                    for name in ("zoo", "torch_packed", "torch_fixed")}
@@ -245,11 +259,8 @@ def test_peer_report_has_both_variants_and_the_ratio_for_every_cell(torch, data_
         assert item["threads"]["torch_intra_op"] == 1 and "OMP_WAIT_POLICY" in item["threads"]
         # Fixed-length batches are never narrower than the pipeline's (padded to their bucket's edge).
         assert item["fixed_padded_tokens_per_pass"] >= item["padded_tokens_per_pass"] > item["real_tokens_per_pass"]
-        # PyTorch's CPU oneDNN RNN exists for LSTM only; fixed-length LSTM batches all run on it.
-        if cell == "lstm":
-            assert item["torch_fixed_batches_on_onednn_kernel"] == item["batches"]
-        else:
-            assert item["torch_fixed_batches_on_onednn_kernel"] == 0
+        # Fixed-length LSTM batches all run on oneDNN's fused layer (see the test of _fused_batches).
+        assert item["torch_fixed_batches_on_onednn_kernel"] == item["batches"]
         assert 0 <= item["torch_packed_batches_on_onednn_kernel"] <= item["batches"]
         assert 0 <= item["fixed_vs_packed_max_probability_difference"] < 1
         assert set(item["load_average_1m"]) == {"start", "end"}
