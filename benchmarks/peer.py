@@ -1,4 +1,4 @@
-"""The optional PyTorch peer of the speed suite: the sentiment model rebuilt in PyTorch, timed against the zoo's."""
+"""The speed suite's optional PyTorch peer: the sentiment model in PyTorch, packed and fixed-length, timed."""
 
 import os
 

@@ -221,7 +221,8 @@ def test_peer_markdown_has_both_variants_the_best_and_the_ratio():
     assert "load average 3.0-5.5" in text
     assert "| torch packed ex/s | torch fixed ex/s | best | ratio zoo/best (rounds) |" in text
     # lstm: fixed is faster, zoo median 100 / fixed median 180; rounds 100/150, 90/200, 110/180.
-    assert "| lstm | 100.0 (90.0-110.0) | 22.0 (20.0-25.0) | 180.0 (150.0-200.0) | fixed | 0.56 (0.45-0.67) | 4.55 |" in text
+    assert ("| lstm | 100.0 (90.0-110.0) | 22.0 (20.0-25.0) | 180.0 (150.0-200.0) | fixed | 0.56 (0.45-0.67) "
+            "| 4.55 |") in text
     assert "| gru | 300.0 (290.0-310.0) | 95.0 (90.0-100.0) | 65.0 (60.0-70.0) | packed | 3.16 (3.00-3.44) |" in text
     assert "| 1 / 7 of 7 | 0.012 |" in text
     assert "| simple_rnn | error: RuntimeError: out of memory |" in text
