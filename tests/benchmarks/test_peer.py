@@ -228,7 +228,7 @@ def test_peer_markdown_has_both_variants_the_best_and_the_ratio():
     assert "| simple_rnn | error: RuntimeError: out of memory |" in text
 
 
-@pytest.mark.slow  # 1 Keras model traced, 3 runners x 2 passes, 2 profiled passes: ~2-5 min at load 15
+@pytest.mark.slow  # 1 Keras model traced, 3 runners x 2 passes, 2 profiled passes: ~30 s at load 7-9
 def test_peer_report_has_both_variants_and_the_ratio(torch, data_env, tmp_path, monkeypatch):
     from benchmarks import speed
 
