@@ -54,6 +54,8 @@ def parse_args(argv=None):
     parser.add_argument("--synthetic-steps", type=int, help="synthetic suite: optimizer steps per point")
     parser.add_argument("--synthetic-tasks", default="adding,copy", help="synthetic suite: adding,copy")
     parser.add_argument("--speed-examples", type=int, help="speed suite: IMDB training examples timed per variant")
+    parser.add_argument("--speed-rounds", type=int, help="speed suite: interleaved timed rounds of the overhead "
+                        "and peer parts (default by budget: quick 3, full 5)")
     parser.add_argument("--speed-parts", help="speed suite: comma-separated subset of cudnn,overhead,xla,padding,peer "
                         "(default: all; peer needs --peer). A partial run rewrites speed.json/.md with those parts only")
     parser.add_argument("--peer", choices=("torch",), help="speed suite: also train the same model in PyTorch "
@@ -75,8 +77,10 @@ def main(argv=None):
     suites = _names(args.suite, SUITES, "--suite")
     if args.variants and "cells" not in suites:
         raise UserError("--variants: applies to the cells suite only (add --suite cells)")
-    if (args.peer or args.speed_parts) and "speed" not in suites:
-        flag = "--peer" if args.peer else "--speed-parts"
+    if args.speed_rounds is not None and args.speed_rounds < 1:
+        raise UserError(f"--speed-rounds {args.speed_rounds}: must be at least 1")
+    if (args.peer or args.speed_parts or args.speed_rounds) and "speed" not in suites:
+        flag = "--peer" if args.peer else "--speed-parts" if args.speed_parts else "--speed-rounds"
         raise UserError(f"{flag} belongs to the speed suite: add `--suite speed` (e.g. --suite speed --peer torch)")
     speed_parts = None
     if "speed" in suites:
@@ -133,7 +137,8 @@ def main(argv=None):
         from benchmarks import speed
 
         speed_report = speed.run(recurrent_cells, args.budget, os.path.join(args.out, "speed"), data_path=args.data,
-                                 examples=args.speed_examples, progress=progress, parts=speed_parts, peer=args.peer)
+                                 examples=args.speed_examples, progress=progress, parts=speed_parts, peer=args.peer,
+                                 rounds=args.speed_rounds)
         print(speed_report)
     failures = [failure for failure in failures if failure]
     if failures:

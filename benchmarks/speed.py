@@ -143,14 +143,17 @@ def xla(task, config, prepared):
     return result
 
 
-def run(cells, budget, out_dir, data_path=None, examples=None, progress=print, parts=PARTS, peer=None):
+def run(cells, budget, out_dir, data_path=None, examples=None, progress=print, parts=PARTS, peer=None,
+        rounds=None):
     """The speed suite: writes speed.json and speed.md in `out_dir`; returns the Markdown.
 
     `parts` picks the measurements (default all of PARTS but "peer"); `peer="torch"` adds the PyTorch
     peer comparison (`benchmarks.peer`) for every cell. Only the parts run appear in the report.
+    `rounds` (default by budget) is the number of interleaved timed rounds of the overhead and peer parts.
     """
     settings = SPEED_BUDGETS[budget]
     examples = examples or settings["examples"]
+    rounds = rounds or settings["rounds"]
     parts = [part for part in PARTS if part in parts and part != "peer"] + (["peer"] if peer else [])
     if peer:
         from benchmarks import peer as peer_lib
@@ -172,11 +175,11 @@ def run(cells, budget, out_dir, data_path=None, examples=None, progress=print, p
             report["cudnn"][cell] = cudnn_report(zoo_model(task, config, prepared.sizes))
         steps = [("xla", lambda: xla(task, config, prepared))]
         if cell in settings["overhead_cells"]:
-            steps.insert(0, ("overhead", lambda: overhead(task, config, prepared, settings["rounds"])))
+            steps.insert(0, ("overhead", lambda: overhead(task, config, prepared, rounds)))
         if cell in settings["padding_cells"]:
             steps.append(("padding", lambda: padding(task, config, prepared)))
         if peer:
-            steps.append(("peer", lambda: peer_lib.compare(task, config, prepared, settings["rounds"], peer)))
+            steps.append(("peer", lambda: peer_lib.compare(task, config, prepared, rounds, peer)))
         steps = [(name, function) for name, function in steps if name in parts]
         for name, function in steps:
             progress(f"[speed] {cell}: {name}  elapsed {time.perf_counter() - start:.0f}s")
