@@ -159,21 +159,30 @@ def sampled_softmax_loss(hidden: tf.Tensor, targets: tf.Tensor, weights: tf.Tens
 
     hidden: (batch, time, dim) states fed to the projection; targets: int (batch, time);
     weights: (batch, time), 0 on padding; output_weights: (vocab_size, dim); output_bias: (vocab_size,).
-    Each target is scored against itself and `candidates` log-uniform draws shared by the batch
-    (tf.nn.sampled_softmax_loss, accidental hits removed). The sampled logits are corrected by the log
-    of their expected counts, the true logit is not (its expected count is given as 1): the normalizer
-    exp(l_true) + sum_s exp(l_s) / E[count_s] is then an unbiased estimate of the full softmax's, so the
-    training loss estimates the full cross-entropy that validation reports (below it by a Jensen gap
-    that shrinks as candidates grow) and its gradient approaches the full one.
+    Each target is scored against itself and `candidates` log-uniform draws shared by the batch,
+    draws equal to the target removed (accidental hits). Each sampled logit is corrected by the
+    log of its expected count, the true logit is not: the normalizer exp(l_true) + sum_s exp(l_s) / E[count_s]
+    is then an unbiased estimate of the full softmax's, so the training loss estimates the full
+    cross-entropy that validation reports (below it by a Jensen gap that shrinks as candidates grow).
+
+    Written out rather than tf.nn.sampled_softmax_loss: its accidental-hit removal drops only one copy
+    of a candidate drawn twice (it expects the unique draws of TF's stateful samplers, which a resumed
+    run cannot repeat), and these draws are stateless, with replacement.
     """
-    vocab_size = int(output_weights.shape[0])
     dim = int(output_weights.shape[1])
-    labels = tf.reshape(tf.cast(targets, tf.int64), [-1, 1])
-    sampled, sampled_count = log_uniform_candidates(candidates, vocab_size, seed)
-    losses = tf.nn.sampled_softmax_loss(
-        weights=tf.cast(output_weights, tf.float32), biases=tf.cast(output_bias, tf.float32), labels=labels,
-        inputs=tf.reshape(tf.cast(hidden, tf.float32), [-1, dim]), num_sampled=candidates, num_classes=vocab_size,
-        sampled_values=(sampled, tf.ones_like(labels, tf.float32), sampled_count), remove_accidental_hits=True)
+    output_weights = tf.cast(output_weights, tf.float32)
+    output_bias = tf.cast(output_bias, tf.float32)
+    inputs = tf.reshape(tf.cast(hidden, tf.float32), [-1, dim])  # (n, dim), n = batch * time
+    labels = tf.reshape(tf.cast(targets, tf.int64), [-1])  # (n,)
+    sampled, sampled_count = log_uniform_candidates(candidates, int(output_weights.shape[0]), seed)
+    true_logits = (tf.reduce_sum(inputs * tf.gather(output_weights, labels), axis=-1)
+                   + tf.gather(output_bias, labels))  # (n,)
+    sampled_logits = (tf.matmul(inputs, tf.gather(output_weights, sampled), transpose_b=True)
+                      + tf.gather(output_bias, sampled) - tf.math.log(sampled_count))  # (n, candidates)
+    hits = tf.equal(labels[:, None], sampled[None, :])
+    sampled_logits = tf.where(hits, tf.constant(-1e9, tf.float32), sampled_logits)
+    logits = tf.concat([true_logits[:, None], sampled_logits], axis=1)
+    losses = tf.reduce_logsumexp(logits, axis=1) - true_logits  # cross-entropy with the true class first
     flat_weights = tf.reshape(tf.cast(weights, tf.float32), [-1])
     return tf.math.divide_no_nan(tf.reduce_sum(losses * flat_weights), tf.reduce_sum(flat_weights))
 

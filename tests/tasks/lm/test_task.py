@@ -97,3 +97,106 @@ def test_other_encodings_are_a_reading_option(tmp_path):
         lm_splits(task.Config(), sources.DataRequest(train_file=str(path)))
     splits, record = lm_splits(lm_config(**{"data.encoding": "latin-1"}), sources.DataRequest(train_file=str(path)))
     assert splits["train"].tokens(0, 1) == ["caf\u00e9"] and record["options"]["data.encoding"] == "latin-1"
+
+
+def test_new_options_are_checked_with_one_line_errors():
+    for key, value, message in (
+        ("data.standardize", "lower", "data.standardize='lower': expected one of auto, none, words, lower_digits"),
+        ("data.direction", "sideways", "data.direction='sideways': expected one of forward, backward"),
+        ("model.softmax", "nce", "model.softmax='nce': expected one of full, sampled"),
+        ("model.sampled_candidates", 0, "model.sampled_candidates=0: must be at least 1"),
+        ("data.delimiter", "bogus", "data.delimiter='bogus'"),
+    ):
+        extra = {"data.text_column": "text"} if key == "data.delimiter" else {}
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            lm_config(**{key: value, **extra})
+    with pytest.raises(UserError, match="data.text_column=text and data.token_column=0: .* set one of them"):
+        lm_config(**{"data.text_column": "text", "data.token_column": 0})
+    with pytest.raises(UserError, match="data.delimiter='comma': with data.token_column, expected one of auto, tab"):
+        lm_config(**{"data.token_column": 0, "data.delimiter": "comma"})
+
+
+def test_sampled_candidates_must_stay_below_the_vocabulary(tmp_path):
+    from zoo.data import sources
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(f"w{i % 7} w{i % 5}\n" for i in range(200)), encoding="utf-8")
+    config = lm_config(**{"model.softmax": "sampled", "model.sampled_candidates": 14})
+    splits, _ = lm_splits(config, sources.DataRequest(train_file=str(path)))
+    with pytest.raises(UserError, match=r"model.sampled_candidates=14: must be below the vocabulary size \(14 ids\)"):
+        task.prepare(config, splits)
+
+
+def test_backward_splits_are_cut_in_text_order_then_reversed(tmp_path):
+    from zoo.data import sources
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(f"line {i} of text\n" for i in range(100)), encoding="utf-8")
+    forward, _ = lm_splits(task.Config(), sources.DataRequest(train_file=str(path)))
+    backward, _ = lm_splits(lm_config(**{"data.direction": "backward", "data.max_eval_tokens": 10}),
+                            sources.DataRequest(train_file=str(path)))
+    assert backward["train"].tokens() == forward["train"].tokens()[::-1]
+    assert backward["test"].tokens() == forward["test"].tokens(0, 10)[::-1]
+    assert all(part.direction == "backward" for part in backward.values())
+
+
+def test_a_backward_sampled_run_on_a_table_trains_and_records_what_it_read(pretrain_run, cli):
+    import json
+    import os
+
+    from tasks import load_run
+    from tasks.lm import data
+
+    run = load_run(pretrain_run)
+    assets = json.load(open(os.path.join(pretrain_run, "assets.json")))
+    assert assets["direction"] == "backward" and assets["standardize"] == "words" and assets["level"] == "word"
+    assert assets["vocabulary"][:3] == [".", "the", ","] and len(assets["vocabulary"]) == 1998
+    source = json.load(open(os.path.join(pretrain_run, "source.json")))
+    assert source["options"]["data.text_column"] == "text" and source["options"]["data.standardize"] == "auto"
+    history = [line.split(",") for line in open(os.path.join(pretrain_run, "history.csv")).read().split()]
+    val_loss = [float(row[history[0].index("val_loss")]) for row in history[1:]]
+    assert val_loss[1] < val_loss[0] < 7.6  # learns; the uniform guess over 2000 ids is 7.6 nats
+    metrics = json.load(open(os.path.join(pretrain_run, "metrics.json")))
+    # evaluate.py scores the run's test split again, reversed as in training: the same figure.
+    result = cli("evaluate.py", pretrain_run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    again = json.load(open(os.path.join(pretrain_run, "eval_test.json")))
+    assert abs(again["perplexity"] - metrics["perplexity"]) < 1e-6 * metrics["perplexity"]
+    # A test file read with other words than the run's vocabulary is refused in one line.
+    plain = os.path.join(os.path.dirname(pretrain_run), "plain.txt")
+    with open(plain, "w", encoding="utf-8") as handle:
+        handle.write("A film, and the end.\n" * 20)
+    refused = cli("evaluate.py", pretrain_run, "--test-file", plain, "--set", "data.text_column=none")
+    assert refused.returncode == 2 and "read with data.standardize=none, but the run's vocabulary has words" in \
+        refused.stderr and "--set data.standardize=words" in refused.stderr
+    accepted = cli("evaluate.py", pretrain_run, "--test-file", plain, "--set", "data.text_column=none",
+                   "--set", "data.standardize=words")
+    assert accepted.returncode == 0, accepted.stderr[-2000:]
+    stream = data.stream_from_text("a film, and the end.\n", "word", "x", standardize="words")
+    assert stream.tokens() == ["a", "film", ",", "and", "the", "end", ".", "<eos>"]
+    assert run.config.model.softmax == "sampled"
+
+
+def test_a_backward_run_generates_the_text_before_the_prompt(pretrain_run):
+    import numpy as np
+
+    from tasks import load_run
+    from tasks.lm import data, serving
+
+    run = load_run(pretrain_run)
+    generated = serving.generate(run, "The end.", length=6, temperature=0)
+    assert generated["text"].endswith(" The end.") and generated["text"].startswith(generated["continuation"])
+    # Greedy by hand: the warm-up, then the prompt last token first, then each most likely previous token.
+    vocabulary = run.assets["vocabulary"]
+    plain = serving.core_copy(run)
+    ids = list(data.encode(run.assets["warm_up"] + data.text_tokens("The end.", "word", "words")[::-1], vocabulary))
+    for _ in range(6):
+        logits = np.array(plain(np.array([ids], dtype="int32")))[0, -1]
+        logits[[0, 1]] = -np.inf
+        ids.append(int(logits.argmax()))
+    assert generated["token_ids"] == ids[-6:][::-1]  # reported in text order
+    # predict: the likeliest tokens *before* a text, from the exported model reading it reversed.
+    rows = serving.predict(run, ["the end ."])
+    reversed_ids = data.encode(["." , "end", "the"], vocabulary)
+    best = np.asarray(plain(reversed_ids[None]))[0, -1, 2:].argmax() + 2
+    assert rows[0]["next"][0]["token"] == vocabulary[best - 2]
