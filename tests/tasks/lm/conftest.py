@@ -40,7 +40,7 @@ def ptb_run(tmp_path_factory, shared_data):
     return out
 
 
-def imdb_slice(shared_data, path, rows=400):
+def imdb_slice(shared_data, path, rows=300):
     """The first `rows` reviews of the real IMDB training table, written to `path` (a .tsv.gz)."""
     import gzip
     import itertools

@@ -121,10 +121,13 @@ def test_sampled_candidates_must_stay_below_the_vocabulary(tmp_path):
 
     path = tmp_path / "corpus.txt"
     path.write_text("".join(f"w{i % 7} w{i % 5}\n" for i in range(200)), encoding="utf-8")
-    config = lm_config(**{"model.softmax": "sampled", "model.sampled_candidates": 14})
+    config = lm_config(**{"model.softmax": "sampled", "model.sampled_candidates": 10})
     splits, _ = lm_splits(config, sources.DataRequest(train_file=str(path)))
-    with pytest.raises(UserError, match=r"model.sampled_candidates=14: must be below the vocabulary size \(14 ids\)"):
+    # 8 types (w0..w6, <eos>) + padding + unknown = 10 ids
+    with pytest.raises(UserError, match=r"model.sampled_candidates=10: must be below the vocabulary size \(10 ids\)"):
         task.prepare(config, splits)
+    assert task.prepare(lm_config(**{"model.softmax": "sampled", "model.sampled_candidates": 9}), splits).sizes[
+        "vocab_size"] == 10
 
 
 def test_backward_splits_are_cut_in_text_order_then_reversed(tmp_path):
@@ -140,41 +143,45 @@ def test_backward_splits_are_cut_in_text_order_then_reversed(tmp_path):
     assert all(part.direction == "backward" for part in backward.values())
 
 
-def test_a_backward_sampled_run_on_a_table_trains_and_records_what_it_read(pretrain_run, cli):
+def test_a_backward_sampled_run_on_a_table_trains_and_records_what_it_read(pretrain_run, tmp_path):
     import json
     import os
 
     from tasks import load_run
     from tasks.lm import data
+    from zoo.data import sources
 
     run = load_run(pretrain_run)
     assets = json.load(open(os.path.join(pretrain_run, "assets.json")))
     assert assets["direction"] == "backward" and assets["standardize"] == "words" and assets["level"] == "word"
     assert assets["vocabulary"][:3] == [".", "the", ","] and len(assets["vocabulary"]) == 1998
+    assert run.config.model.softmax == "sampled"
     source = json.load(open(os.path.join(pretrain_run, "source.json")))
     assert source["options"]["data.text_column"] == "text" and source["options"]["data.standardize"] == "auto"
     history = [line.split(",") for line in open(os.path.join(pretrain_run, "history.csv")).read().split()]
     val_loss = [float(row[history[0].index("val_loss")]) for row in history[1:]]
     assert val_loss[1] < val_loss[0] < 7.6  # learns; the uniform guess over 2000 ids is 7.6 nats
     metrics = json.load(open(os.path.join(pretrain_run, "metrics.json")))
-    # evaluate.py scores the run's test split again, reversed as in training: the same figure.
-    result = cli("evaluate.py", pretrain_run)
-    assert result.returncode == 0, result.stderr[-2000:]
-    again = json.load(open(os.path.join(pretrain_run, "eval_test.json")))
+    # The recorded test split (backward already) and the same table read forward, as evaluate.py --test-file
+    # reads a file, score alike: evaluation turns a stream to the run's direction.
+    splits = sources.load_recorded(run.task, run.config, run.source)
+    assert splits["test"].direction == "backward"
+    again = run.task.evaluate(run, splits["test"])
     assert abs(again["perplexity"] - metrics["perplexity"]) < 1e-6 * metrics["perplexity"]
-    # A test file read with other words than the run's vocabulary is refused in one line.
-    plain = os.path.join(os.path.dirname(pretrain_run), "plain.txt")
-    with open(plain, "w", encoding="utf-8") as handle:
-        handle.write("A film, and the end.\n" * 20)
-    refused = cli("evaluate.py", pretrain_run, "--test-file", plain, "--set", "data.text_column=none")
-    assert refused.returncode == 2 and "read with data.standardize=none, but the run's vocabulary has words" in \
-        refused.stderr and "--set data.standardize=words" in refused.stderr
-    accepted = cli("evaluate.py", pretrain_run, "--test-file", plain, "--set", "data.text_column=none",
-                   "--set", "data.standardize=words")
-    assert accepted.returncode == 0, accepted.stderr[-2000:]
-    stream = data.stream_from_text("a film, and the end.\n", "word", "x", standardize="words")
-    assert stream.tokens() == ["a", "film", ",", "and", "the", "end", ".", "<eos>"]
-    assert run.config.model.softmax == "sampled"
+    forward = data.orient(splits["test"], "forward")
+    assert forward.tokens(0, 3) == splits["test"].tokens()[::-1][:3]
+    assert run.task.evaluate(run, forward)["cross_entropy"] == again["cross_entropy"]
+    # A file read with other words than the run's vocabulary is refused in one line saying what to set.
+    plain = tmp_path / "plain.txt"
+    plain.write_text("A film, and the end.\n" * 20, encoding="utf-8")
+    config = sources.with_reading_overrides(run.config, ("data.text_column=none",))
+    with pytest.raises(UserError, match="read with data.standardize=none, but the run's vocabulary has words words; "
+                                        "add --set data.standardize=words"):
+        run.task.evaluate(run, run.task.read_file(str(plain), config))
+    config = sources.with_reading_overrides(run.config, ("data.text_column=none", "data.standardize=words"))
+    part = run.task.read_file(str(plain), config)
+    assert part.tokens(0, 8) == ["a", "film", ",", "and", "the", "end", ".", "<eos>"]
+    assert run.task.evaluate(run, part)["tokens"] == len(part) - 1
 
 
 def test_a_backward_run_generates_the_text_before_the_prompt(pretrain_run):
