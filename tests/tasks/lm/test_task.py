@@ -207,3 +207,37 @@ def test_a_backward_run_generates_the_text_before_the_prompt(pretrain_run):
     reversed_ids = data.encode(["." , "end", "the"], vocabulary)
     best = np.asarray(plain(reversed_ids[None]))[0, -1, 2:].argmax() + 2
     assert rows[0]["next"][0]["token"] == vocabulary[best - 2]
+
+
+@pytest.mark.slow
+def test_a_sampled_softmax_run_killed_mid_epoch_resumes_to_the_same_weights(shared_data, tmp_path):
+    """The candidates of each step come from (train.seed, step), and the step is in the checkpoint."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from zoo import faults
+
+    flags = ["--task", "lm", "--epochs", "2", "--set", "data.max_train_tokens=2000", "--set", "data.max_eval_tokens=400",
+             "--set", "model.units=8", "--set", "model.embedding_dim=8", "--set", "model.num_layers=1",
+             "--set", "train.batch_size=4", "--set", "data.bptt_steps=10", "--set", "train.backup_every_steps=4",
+             "--set", "model.softmax=sampled", "--set", "model.sampled_candidates=50"]
+
+    def train(out, fault=None):
+        env = {**os.environ, "RNN_ZOO_DATA": shared_data, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.pop(faults.VARIABLE, None)
+        if fault:
+            env[faults.VARIABLE] = fault
+        return subprocess.run([sys.executable, "train.py", *flags, "--out", str(out)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    def sha(result):
+        assert result.returncode == 0, result.stderr[-2000:]
+        return re.search(r"trained weights sha256 \(worker 0\): ([0-9a-f]{64})", result.stdout).group(1)
+
+    expected = sha(train(tmp_path / "reference"))
+    killed = train(tmp_path / "run", "step:7")  # mid-epoch 1, three steps after the checkpoint of step 4
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert sha(train(tmp_path / "run")) == expected
