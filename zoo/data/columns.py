@@ -191,7 +191,11 @@ def iter_sentences(path: str, options: ColumnOptions = ColumnOptions(),
     Only the current sentence is held, so a file of any size streams in bounded memory. Naming one
     column as both `token_column` and `tag_column` reads tokens alone (tags are then the tokens).
     """
-    layout = _scan(path, options, tag_test)
+    return _sentences(path, options, tag_test, _scan(path, options, tag_test))
+
+
+def _sentences(path, options, tag_test, layout):
+    """`iter_sentences` with the file's layout already decided."""
     prefix = options.comment_prefix
     tokens: List[str] = []
     tags: List[str] = []
@@ -243,8 +247,9 @@ def read_columns(path: str, options: ColumnOptions = ColumnOptions(),
     units are the syntactic words. Other files must keep the column count of their first token
     line. `tag_test` tells whether a value can be a tag (used to find the tag column).
     """
-    sentences = TaggedSentences([], [], path, [], _scan(path, options, tag_test).describe(path))
-    for start, tokens, tags in iter_sentences(path, options, tag_test):
+    layout = _scan(path, options, tag_test)
+    sentences = TaggedSentences([], [], path, [], layout.describe(path))
+    for start, tokens, tags in _sentences(path, options, tag_test, layout):
         sentences.tokens.append(tokens)
         sentences.tags.append(tags)
         sentences.lines.append(start)
