@@ -30,6 +30,15 @@ def standardize_words(text: tf.Tensor) -> tf.Tensor:
     return tf.strings.regex_replace(text, _PUNCTUATION, r" \1 ")
 
 
+def lower_digits(tokens: tf.Tensor) -> tf.Tensor:
+    """String tensor of tokens -> each lowercased (UTF-8 aware) with every digit 0-9 replaced by "0" (same shape).
+
+    The word form the taggers look up (tasks/tagging/features.normalize_words with its defaults), written
+    with the same two TF ops so that a language model's vocabulary matches a tagger's byte for byte.
+    """
+    return tf.strings.regex_replace(tf.strings.lower(tokens, encoding="utf-8"), r"[0-9]", "0")
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 def standardize_chars(text: tf.Tensor) -> tf.Tensor:
     """Keep case and punctuation (both carry signal at character level); drop HTML line breaks."""

@@ -5,6 +5,12 @@ Word level: a line break is the `<eos>` token and words are split on whitespace,
 files; the text is not lower-cased (PTB already is, and its number token is `N`).
 Char level: every character, line breaks included, is a token.
 
+Pretraining text (`lines_of_file`): a plain-text file is read line by line; a table (`data.text_column`)
+gives one line per row's text, a CoNLL-style column file (`data.token_column`) one line per sentence,
+both streamed a row or sentence at a time. `data.standardize` maps the words as the classifiers
+(`words`) or the taggers (`lower_digits`) see them (`standardize_stream`), and `data.direction=backward`
+reverses every split's stream (`orient`).
+
 Each split is laid out as `batch_size` contiguous streams cut into windows of `bptt_steps` tokens
 (`stream_layout`); `window_dataset` gathers each batch from one int32 tensor of the stream, so memory
 stays at about 4 bytes a token whatever the corpus size.
@@ -12,13 +18,13 @@ stays at about 4 bytes a token whatever the corpus size.
 
 import array
 import dataclasses
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
 from zoo import text as text_lib
-from zoo.data import files, pipeline, sources
+from zoo.data import columns, files, pipeline, sources, tables
 from zoo.errors import UserError
 from zoo.text import OOV_ID, PAD_ID
 
@@ -38,6 +44,7 @@ CHAR_CATALOG = sources.Catalog(
 )
 TRAIN_FRACTION = 0.9  # of a single text file; the rest is halved into validation and test
 HELD_FRACTION = 0.05  # of train, cut off for the one split (validation or test) that is missing
+STANDARDIZE_BATCH = 1024  # lines standardized by one TF call: bounded memory, few calls
 
 
 # ----------------------------------------------------------------------------- token streams
@@ -65,23 +72,33 @@ class TokenStream:
     ids: np.ndarray
     types: list
     source: str
+    standardize: str = "none"  # how the words were standardized (tasks.lm.config.STANDARDIZE, resolved)
+    direction: str = "forward"  # "backward": ids run from the end of the text to its start
 
     def __len__(self):
         return len(self.ids)
 
     def slice(self, start, stop, source=None):
-        return TokenStream(self.ids[start:stop], self.types, source or self.source)
+        return dataclasses.replace(self, ids=self.ids[start:stop], source=source or self.source)
 
     def tokens(self, start=0, stop=None):
         """The tokens [start, stop) as strings (for short stretches: prompts, warm-up context)."""
         return [self.types[index] for index in self.ids[start:stop]]
 
 
-def text_tokens(text: str, level: str) -> List[str]:
-    """Text -> list of tokens: words with `<eos>` for each line break, or single characters."""
+def text_tokens(text: str, level: str, standardize: str = "none") -> List[str]:
+    """Text -> list of tokens: words with `<eos>` for each line break, or single characters.
+
+    `standardize` (word level) maps the words as a stream read with that `data.standardize` has them.
+    """
     if level == "char":
         return list(text)
-    return text.replace("\n", f" {EOS} ").split()
+    if standardize == "words":
+        return [token for tokens in _standardized_words(text.splitlines(keepends=True)) for token in tokens]
+    tokens = text.replace("\n", f" {EOS} ").split()
+    if standardize == "lower_digits" and tokens:
+        tokens = [token.decode("utf-8") for token in text_lib.lower_digits(tf.constant(tokens)).numpy()]
+    return tokens
 
 
 def detokenize(tokens: Sequence[str], level: str) -> str:
@@ -101,27 +118,98 @@ def _line_tokens(line, level):
     return tokens
 
 
-def stream_from_lines(lines: Iterable[str], level: str, source: str) -> TokenStream:
-    """A TokenStream from an iterable of text pieces (lines with their ends); memory grows 4 bytes a token."""
+def stream_from_lines(lines: Iterable[str], level: str, source: str, standardize: str = "none") -> TokenStream:
+    """A TokenStream from an iterable of text pieces (lines with their ends); memory grows 4 bytes a token.
+
+    `standardize` (word level): "none" keeps whitespace tokens, "words" and "lower_digits" as
+    `standardize_stream` says.
+    """
     interner = Interner()
     ids = array.array("i")
+    if standardize == "words":
+        for tokens in _standardized_words(lines):
+            ids.extend(map(interner.__getitem__, tokens))
+    else:
+        for line in lines:
+            ids.extend(map(interner.__getitem__, _line_tokens(line, level)))
+    stream = TokenStream(np.frombuffer(ids, dtype="int32") if len(ids) else np.zeros(0, "int32"),
+                         interner.types(), source, "words" if standardize == "words" else "none")
+    return standardize_stream(stream, standardize) if standardize == "lower_digits" else stream
+
+
+def _standardized_words(lines: Iterable[str]) -> Iterable[List[str]]:
+    """Each line's tokens as zoo.text.tokenize gives them (standardize_words, then whitespace), plus `<eos>`
+    when the line ends with a line break; STANDARDIZE_BATCH lines per TF call."""
+    batch: List[str] = []
+
+    def flush():
+        texts = tf.constant([line.rstrip("\r\n") for line in batch])
+        for line, row in zip(batch, tf.strings.split(text_lib.standardize_words(texts)).to_list()):
+            yield [token.decode("utf-8") for token in row] + ([EOS] if line.endswith("\n") else [])
+
     for line in lines:
-        ids.extend(map(interner.__getitem__, _line_tokens(line, level)))
-    return TokenStream(np.frombuffer(ids, dtype="int32") if len(ids) else np.zeros(0, "int32"),
-                       interner.types(), source)
+        batch.append(line)
+        if len(batch) == STANDARDIZE_BATCH:
+            yield from flush()
+            batch = []
+    if batch:
+        yield from flush()
 
 
-def stream_from_text(text: str, level: str, source: str) -> TokenStream:
-    return stream_from_lines(text.splitlines(keepends=True), level, source)
+def standardize_stream(stream: TokenStream, standardize: str) -> TokenStream:
+    """`stream` with each token type mapped by `standardize` ("lower_digits": zoo.text.lower_digits, the
+    taggers' word form); the ids are remapped through the distinct types, never the text again."""
+    if standardize != "lower_digits" or not stream.types:
+        return dataclasses.replace(stream, standardize=standardize)
+    mapped = [token.decode("utf-8") for token in text_lib.lower_digits(tf.constant(stream.types)).numpy()]
+    mapped = [EOS if token == EOS else word for token, word in zip(stream.types, mapped)]
+    interner = Interner()
+    remap = np.fromiter((interner[word] for word in mapped), dtype="int32", count=len(mapped))
+    return dataclasses.replace(stream, ids=remap[stream.ids], types=interner.types(), standardize=standardize)
+
+
+def stream_from_text(text: str, level: str, source: str, standardize: str = "none") -> TokenStream:
+    return stream_from_lines(text.splitlines(keepends=True), level, source, standardize)
+
+
+def one_line(text: str) -> str:
+    """A table row's text as one line of the stream: inner line breaks become spaces, one break at the end."""
+    return text.replace("\r", " ").replace("\n", " ") + "\n"
+
+
+def lines_of_file(path: str, data_config: Any) -> Iterator[str]:
+    """The lines (with their ends) a file gives the stream, one at a time: each row's `data.text_column`
+    of a table, each sentence of a column file (`data.token_column`, tokens joined by spaces), or the
+    file's own lines."""
+    if data_config.text_column is not None:
+        return (one_line(text) for text in tables.iter_texts(path, data_config.table_options()))
+    if data_config.token_column is not None:
+        return (" ".join(tokens) + "\n" for _, tokens, _ in columns.iter_sentences(path, data_config.column_options()))
+    return _plain_lines(path, data_config.encoding)
+
+
+def _plain_lines(path, encoding):
+    with files.open_text(path, encoding) as handle:
+        yield from handle
 
 
 def read_stream(path: str, config: Any) -> TokenStream:
-    """Every token of a plain-text file, read line by line (one-line errors name file:line)."""
-    with files.open_text(path, config.data.encoding) as handle:
-        stream = stream_from_lines(handle, config.data.level, path)
+    """Every token of a file (plain text, table or column file, see `lines_of_file`), read a line at a time
+    and standardized by `data.standardize` (one-line errors name file:line)."""
+    data_config = config.data
+    stream = stream_from_lines(lines_of_file(path, data_config), data_config.level, path,
+                               data_config.resolved_standardize())
     if not len(stream):
         raise UserError(f"{path}: the file is empty")
     return stream
+
+
+def orient(stream: TokenStream, direction: str) -> TokenStream:
+    """`stream` read in `direction`: "backward" reverses the token order (a backward LM predicts the previous
+    token); a stream already in that direction is returned as it is."""
+    if stream.direction == direction:
+        return stream
+    return dataclasses.replace(stream, ids=np.ascontiguousarray(stream.ids[::-1]), direction=direction)
 
 
 # ----------------------------------------------------------------------------- vocabulary and ids

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.lm.data import TokenStream, encode_stream, stream_windows
+from tasks.lm.data import TokenStream, encode_stream, orient, stream_windows
 from tasks.lm.model import reset_states
 from tasks.lm.serving import core_copy
 from zoo.errors import UserError
@@ -44,10 +44,16 @@ def scores(mean_cross_entropy: float, level: str) -> Dict[str, float]:
 
 
 def evaluate(run: Any, stream: TokenStream, split: str = "test") -> Dict[str, Any]:
-    """Cross-entropy, perplexity and (char level) bits per character over every token of `stream`."""
+    """Cross-entropy, perplexity and (char level) bits per character over every token of `stream`, read in the
+    run's direction (a backward run scores the reversed stream); its words must be standardized as the run's."""
     config = run.config
     if len(stream) < 2:
         raise UserError(f"{stream.source}: fewer than 2 tokens; nothing to predict")
+    expected = run.assets.get("standardize", "none")
+    if stream.standardize != expected:
+        raise UserError(f"{stream.source}: read with data.standardize={stream.standardize}, but the run's vocabulary "
+                        f"has {expected} words; add --set data.standardize={expected}")
+    stream = orient(stream, config.data.direction)
     ids = encode_stream(stream, run.assets["vocabulary"])
     batch_size = config.train.batch_size
     stateful = config.model.stateful

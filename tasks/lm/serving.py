@@ -21,7 +21,7 @@ from tasks.lm.model import CORE_NAME, TOKENIZER_NAME, build_core, reset_states
 from zoo import decoding
 from zoo.errors import UserError
 from zoo.recurrent import is_recurrent
-from zoo.text import OOV_ID, PAD_ID
+from zoo.text import OOV_ID, PAD_ID, lower_digits, standardize_words
 
 WARM_UP_TOKENS = {"word": 100, "char": 300}  # context read before a prompt by stateful models
 
@@ -31,14 +31,18 @@ class LMTokenizer(keras.layers.Layer):
     """Raw text (batch,) string -> token ids (batch, time) int32, right-padded with 0.
 
     The same rules as `text_tokens`/`encode`: words split on whitespace with `<eos>` per line
-    break, or single characters. The vocabulary lives in the layer config, so line breaks and
-    spaces (char level) survive saving.
+    break, or single characters; `standardize` ("words", "lower_digits") maps the words as the
+    training stream's were. `reverse` (a backward LM) gives each text's ids last token first,
+    still right-padded. The vocabulary lives in the layer config, so line breaks and spaces
+    (char level) survive saving.
     """
 
-    def __init__(self, vocabulary, level="word", **kwargs):
+    def __init__(self, vocabulary, level="word", standardize="none", reverse=False, **kwargs):
         super().__init__(**kwargs)
         self.vocabulary = list(vocabulary)
         self.level = level
+        self.standardize = standardize
+        self.reverse = bool(reverse)
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(self.vocabulary, dtype=tf.string),
@@ -52,23 +56,36 @@ class LMTokenizer(keras.layers.Layer):
         if self.level == "char":
             pieces = tf.strings.unicode_split(texts, "UTF-8")
         else:
+            if self.standardize == "words":
+                texts = standardize_words(texts)  # keeps line breaks, so each still becomes <eos> below
             pieces = tf.strings.split(tf.strings.regex_replace(texts, "\n", f" {EOS} "))
+            if self.standardize == "lower_digits":
+                pieces = tf.ragged.map_flat_values(lower_digits, pieces)
         ids = tf.ragged.map_flat_values(self._table.lookup, pieces)
-        return tf.cast(ids.to_tensor(default_value=PAD_ID), tf.int32)
+        dense = tf.cast(ids.to_tensor(default_value=PAD_ID), tf.int32)
+        if self.reverse:
+            dense = tf.reverse_sequence(dense, tf.cast(ids.row_lengths(), tf.int32), seq_axis=1, batch_axis=0)
+        return dense
 
     def compute_output_spec(self, texts):
         return keras.KerasTensor((texts.shape[0], None), dtype="int32")
 
     def get_config(self):
-        return {**super().get_config(), "vocabulary": self.vocabulary, "level": self.level}
+        return {**super().get_config(), "vocabulary": self.vocabulary, "level": self.level,
+                "standardize": self.standardize, "reverse": self.reverse}
 
 
 def export(core: keras.Model, config: Any, sizes: Mapping[str, Any], assets: Mapping[str, Any]) -> keras.Model:
-    """Raw strings (batch,) -> next-token logits (batch, time, vocab_size), zero initial state."""
+    """Raw strings (batch,) -> next-token logits (batch, time, vocab_size), zero initial state, full softmax.
+
+    A backward LM's tokenizer reverses each text, so position t's logits predict the token before the
+    text's last t + 1 tokens; the logits at a text's last real position predict the token before it.
+    """
     plain = build_core(config, sizes)
     plain.set_weights(core.get_weights())
     texts = keras.Input(shape=(), dtype="string", name="text")
-    token_ids = LMTokenizer(assets["vocabulary"], assets["level"], name=TOKENIZER_NAME)(texts)
+    token_ids = LMTokenizer(assets["vocabulary"], assets["level"], assets.get("standardize", "none"),
+                            assets.get("direction") == "backward", name=TOKENIZER_NAME)(texts)
     return keras.Model(texts, plain(token_ids), name="exported_language_model")
 
 
@@ -105,7 +122,10 @@ def generate(run: Any, prompt: str, length: int = 50, temperature: float = 1.0, 
     """Continue `prompt` with `length` tokens from a batch-1 stateful copy warmed on the prompt.
 
     A statefully trained run first reads its saved `warm_up` context (training text ending at a
-    line break), so the prompt starts a new sentence or line from a realistic state.
+    line break), so the prompt starts a new sentence or line from a realistic state. A backward
+    run (assets "direction") reads the prompt as the *end* of the text, last token first, and
+    writes the text before it: "continuation" then precedes the prompt in "text", and "token_ids"
+    are in text order.
 
     Returns {"prompt", "continuation", "text", "token_ids"}.
     """
@@ -114,9 +134,12 @@ def generate(run: Any, prompt: str, length: int = 50, temperature: float = 1.0, 
         raise UserError(f"--length {length}: must be at least 0")
     level = run.assets["level"]
     vocabulary = run.assets["vocabulary"]
-    tokens = text_tokens(prompt, level)
+    backward = run.assets.get("direction") == "backward"
+    tokens = text_tokens(prompt, level, run.assets.get("standardize", "none"))
+    if backward:
+        tokens = tokens[::-1]
     if not tokens:
-        # An empty prompt starts a fresh sentence (word) or line (char).
+        # An empty prompt starts a fresh sentence (word) or line (char); backward, it ends one.
         tokens = [EOS] if level == "word" else ["\n"]
         if tokens[0] not in vocabulary:
             raise UserError("--prompt is empty and the vocabulary has no start token; give a prompt")
@@ -133,15 +156,24 @@ def generate(run: Any, prompt: str, length: int = 50, temperature: float = 1.0, 
 
     generated = decoding.generate(step, first, length, temperature=temperature, top_k=top_k, seed=seed,
                                   banned_ids=(PAD_ID, OOV_ID))[0]
+    if backward:
+        generated = generated[::-1]
     words = [vocabulary[i - 2] for i in generated]
     continuation = detokenize(words, level)
-    separator = " " if level == "word" and prompt and not prompt.endswith(("\n", " ")) and words and words[0] != EOS else ""
-    return {"prompt": prompt, "continuation": continuation, "text": prompt + separator + continuation,
+    if backward:
+        separator = " " if level == "word" and prompt and words and words[-1] != EOS and not prompt.startswith(
+            ("\n", " ")) else ""
+        text = continuation + separator + prompt
+    else:
+        separator = " " if level == "word" and prompt and not prompt.endswith(("\n", " ")) and words and words[0] != EOS else ""
+        text = prompt + separator + continuation
+    return {"prompt": prompt, "continuation": continuation, "text": text,
             "token_ids": [int(i) for i in generated]}
 
 
 def serving_outputs(run: Any, texts: tf.Tensor, top: int = 5) -> Dict[str, tf.Tensor]:
-    """SavedModel `serve` outputs: the `top` likeliest next tokens after each text, as `predict` gives them.
+    """SavedModel `serve` outputs: the `top` likeliest next tokens after each text, as `predict` gives them
+    (a backward run: the likeliest tokens before each text).
 
     next_tokens (batch, top) string and scores (batch, top) float32 probabilities, from a zero
     initial state; padding and the unknown token are never proposed. An empty text gets "" and 0.
@@ -161,9 +193,10 @@ def serving_outputs(run: Any, texts: tf.Tensor, top: int = 5) -> Dict[str, tf.Te
 
 
 def predict(run: Any, texts: Sequence[str], top: int = 5) -> List[dict]:
-    """For each text, the `top` most likely next tokens with their probabilities."""
+    """For each text, the `top` most likely next tokens with their probabilities (a backward run: the
+    likeliest tokens before the text; its exported model reads each text reversed)."""
     vocabulary = run.assets["vocabulary"]
-    lengths = [len(text_tokens(text, run.assets["level"])) for text in texts]
+    lengths = [len(text_tokens(text, run.assets["level"], run.assets.get("standardize", "none"))) for text in texts]
     logits = np.asarray(run.model.predict(tf.constant(list(texts)), verbose=0))
     rows = []
     for text, length, row in zip(texts, lengths, logits):

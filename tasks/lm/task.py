@@ -20,6 +20,13 @@ Word level: a line break is the `<eos>` token and words are split on whitespace,
 files; the text is not lower-cased (PTB already is, and its number token is `N`).
 Char level: every character, line breaks included, is a token.
 
+Pretraining text for other tasks: `data.text_column` reads tables (CSV/TSV/JSON Lines, one line per
+row's text), `data.token_column` CoNLL-style column files (one line per sentence); `data.standardize`
+makes the words those of the classifiers (`words`, the default for tables) or of the taggers
+(`lower_digits`); `data.direction=backward` trains on every split reversed. `model.softmax=sampled`
+trains with sampled softmax (evaluation and export stay full). assets.json records the resolved
+"standardize" and the "direction" beside the vocabulary.
+
 Truncated BPTT: each split is laid out as `batch_size` contiguous streams cut into windows of
 `data.bptt_steps` tokens. With `model.stateful=true` (default) batches follow each other in stream
 order and the recurrent state carries from one window to the next (reset at every epoch and before
@@ -37,6 +44,7 @@ from tasks.lm.metrics import evaluate
 from tasks.lm.model import build_model, compile_model
 from tasks.lm.serving import finish, generate, predict, serving_outputs
 from zoo.data import sources
+from zoo.errors import UserError
 from zoo.metrics import Quality
 from zoo.training import Prepared
 
@@ -83,17 +91,19 @@ def read_tfds(name: str, split: str, config: Config) -> data.TokenStream:
     dataset, _ = sources.tfds_dataset(name, split, sources.offline_hint(catalog(config)))
     pieces = (row["text"].decode("utf-8") for row in dataset.as_numpy_iterator())
     return data.stream_from_lines((line for piece in pieces for line in piece.splitlines(keepends=True)),
-                                  config.data.level, f"tfds:{name}/{split}")
+                                  config.data.level, f"tfds:{name}/{split}", config.data.resolved_standardize())
 
 
 def complete_splits(parts: Dict[str, data.TokenStream], config: Config) -> Dict[str, data.TokenStream]:
     """{"train", "validation", "test"}: missing splits cut off the end of train (see `data.carve`), then the
-    first `data.max_train_tokens` / `data.max_eval_tokens` tokens of each split."""
+    first `data.max_train_tokens` / `data.max_eval_tokens` tokens of each split, then each split turned to
+    `data.direction` (cut and limited in text order, so forward and backward models see the same tokens)."""
     splits = dict(parts)
     missing = [name for name in ("validation", "test") if name not in splits]
     if missing:
         splits.update(data.carve(splits["train"], config.data.level, missing))
-    return data.limit_splits(splits, config.data.max_train_tokens, config.data.max_eval_tokens)
+    limited = data.limit_splits(splits, config.data.max_train_tokens, config.data.max_eval_tokens)
+    return {name: data.orient(part, config.data.direction) for name, part in limited.items()}
 
 
 def prepare(config: Config, splits: Dict[str, data.TokenStream]) -> Prepared:
@@ -101,6 +111,9 @@ def prepare(config: Config, splits: Dict[str, data.TokenStream]) -> Prepared:
     train = splits["train"]
     vocabulary = data.stream_vocabulary(train, config.data.vocab_size)
     vocab_size = len(vocabulary) + 2
+    if config.model.softmax == "sampled" and config.model.sampled_candidates >= vocab_size:
+        raise UserError(f"model.sampled_candidates={config.model.sampled_candidates}: must be below the vocabulary "
+                        f"size ({vocab_size} ids) to save anything; lower it or use --set model.softmax=full")
     batch, steps, stateful = config.train.batch_size, config.data.bptt_steps, config.model.stateful
     callbacks = model.learning_rate_callbacks(config.train)
     if stateful:
@@ -115,7 +128,8 @@ def prepare(config: Config, splits: Dict[str, data.TokenStream]) -> Prepared:
         validation=data.window_dataset(splits["validation"].ids, batch, steps, stateful,
                                        mapping=data.id_map(splits["validation"], vocabulary)),
         sizes={"vocab_size": vocab_size, "train_tokens": len(train), "validation_tokens": len(splits["validation"])},
-        assets={"vocabulary": vocabulary, "level": config.data.level},
+        assets={"vocabulary": vocabulary, "level": config.data.level, "standardize": train.standardize,
+                "direction": train.direction},
         callbacks=callbacks,
     )
 

@@ -7,7 +7,7 @@ starts on, so a bad tag can be reported as `file:line`. Sentences are separated 
 
 import dataclasses
 import os
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 from zoo.data import files
 from zoo.data.sources import reading_option
@@ -141,7 +141,9 @@ def _scan(path: str, options: ColumnOptions, tag_test: Callable[[str], bool]) ->
         tag_index = _named_index(options.tag_column, "upos", "tag_column", path, 10)
         return _Layout(True, True, 10, token_index, tag_index)
     width = len(candidates[0][1])
-    if width < 2:
+    # A token-only reader (the language model) names one column for both: a one-column file is then fine.
+    tokens_only = options.token_column == options.tag_column != "auto"
+    if width < 2 and not tokens_only:
         raise UserError(f"{path}:{candidates[0][0]}: expected at least 2 columns (token ... tag), found 1")
     rows = [fields for _, fields in candidates if len(fields) == width]
     if options.token_column == "auto":
@@ -182,36 +184,33 @@ def _named_index(value: str, default: Optional[str], option: str, path: str, wid
     return index % width
 
 
-def read_columns(path: str, options: ColumnOptions = ColumnOptions(),
-                 tag_test: Callable[[str], bool] = lambda tag: bool(tag)) -> TaggedSentences:
-    """Read a tagged column file into sentences, per `options` (see ColumnOptions).
+def iter_sentences(path: str, options: ColumnOptions = ColumnOptions(),
+                   tag_test: Callable[[str], bool] = lambda tag: bool(tag)) -> Iterator[Tuple[int, List[str], List[str]]]:
+    """(first line, tokens, tags) of each sentence of a tagged column file, one sentence at a time (see `read_columns`).
 
-    CoNLL-U: multiword-token ranges (`3-4`) and empty nodes (`8.1`) are skipped, so the tagged
-    units are the syntactic words. Other files must keep the column count of their first token
-    line. `tag_test` tells whether a value can be a tag (used to find the tag column).
+    Only the current sentence is held, so a file of any size streams in bounded memory. Naming one
+    column as both `token_column` and `tag_column` reads tokens alone (tags are then the tokens).
     """
-    layout = _scan(path, options, tag_test)
+    return _sentences(path, options, tag_test, _scan(path, options, tag_test))
+
+
+def _sentences(path, options, tag_test, layout):
+    """`iter_sentences` with the file's layout already decided."""
     prefix = options.comment_prefix
-    sentences = TaggedSentences([], [], path, [], layout.describe(path))
     tokens: List[str] = []
     tags: List[str] = []
     start = None
-
-    def flush():
-        nonlocal tokens, tags
-        if tokens:
-            sentences.tokens.append(tokens)
-            sentences.tags.append(tags)
-            sentences.lines.append(start)
-        tokens, tags = [], []
-
     for number, line in files.lines(path, options.encoding):
         if not line.strip():
-            flush()
+            if tokens:
+                yield start, tokens, tags
+            tokens, tags = [], []
             continue
         fields = layout.split(line)
         if fields[0] == "-DOCSTART-":
-            flush()
+            if tokens:
+                yield start, tokens, tags
+            tokens, tags = [], []
             continue
         if _is_comment(line, fields, layout, prefix, tag_test):
             continue
@@ -236,7 +235,24 @@ def read_columns(path: str, options: ColumnOptions = ColumnOptions(),
             start = number
         tokens.append(token)
         tags.append(tag)
-    flush()
+    if tokens:
+        yield start, tokens, tags
+
+
+def read_columns(path: str, options: ColumnOptions = ColumnOptions(),
+                 tag_test: Callable[[str], bool] = lambda tag: bool(tag)) -> TaggedSentences:
+    """Read a tagged column file into sentences, per `options` (see ColumnOptions).
+
+    CoNLL-U: multiword-token ranges (`3-4`) and empty nodes (`8.1`) are skipped, so the tagged
+    units are the syntactic words. Other files must keep the column count of their first token
+    line. `tag_test` tells whether a value can be a tag (used to find the tag column).
+    """
+    layout = _scan(path, options, tag_test)
+    sentences = TaggedSentences([], [], path, [], layout.describe(path))
+    for start, tokens, tags in _sentences(path, options, tag_test, layout):
+        sentences.tokens.append(tokens)
+        sentences.tags.append(tags)
+        sentences.lines.append(start)
     if not sentences.tokens:
         raise UserError(f"{path}: no sentences found")
     return sentences

@@ -4,7 +4,7 @@ import csv
 import dataclasses
 import json
 import sys
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -238,6 +238,79 @@ def read_table(path: str, options: TableOptions = TableOptions()) -> LabelledTex
         print(f"warning: {path}: {len(spanning)} quoted text field(s) span several lines (the first starts at "
               f"line {spanning[0]}); if that is not meant, a quote is left open there", file=sys.stderr)
     return LabelledTexts(texts, labels, path, lines)
+
+
+def iter_texts(path: str, options: TableOptions = TableOptions()) -> Iterator[str]:
+    """The `options.text_column` field of every row of a table (CSV/TSV or JSON Lines, optionally gzipped), one
+    row at a time, read as `read_table` reads it (header, delimiter, quoting, encoding); no label column is read.
+
+    Only the current row is held, so a corpus of any size streams in bounded memory (the language model
+    reads its pretraining text this way). A column the file lacks is a one-line error naming the columns found.
+    """
+    csv.field_size_limit(MAX_FIELD_BYTES)
+    found = False
+    if is_json_lines(path):
+        column = str(options.text_column)
+        for number, line in files.lines(path, options.encoding):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as error:
+                raise UserError(f"{path}:{number}: not a JSON value ({getattr(error, 'msg', error)})") from None
+            if isinstance(row, dict) and column in row:
+                text = row[column]
+            elif isinstance(row, list) and column.lstrip("-").isdigit() and -len(row) <= int(column) < len(row):
+                text = row[int(column)]
+            else:
+                has = f"keys {', '.join(repr(key) for key in row)}" if isinstance(row, dict) else type(row).__name__
+                raise UserError(f"{path}:{number}: no {column!r} in this line's {has}; choose the field with "
+                                "--set data.text_column=...")
+            if not isinstance(text, str):
+                raise UserError(f"{path}:{number}: the text field {column!r} holds {type(text).__name__}, not text")
+            found = True
+            yield text
+    else:
+        line = 1
+        quoting = csv.QUOTE_MINIMAL
+        try:
+            with files.open_text(path, options.encoding) as handle:
+                first_line = handle.readline()
+                if not first_line.strip():
+                    raise UserError(f"{path}: the file is empty" + (" (expected a header line)" if options.header else ""))
+                delimiter = _delimiter(path, first_line, options.delimiter)
+                quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+                first_row = next(csv.reader([first_line], delimiter=delimiter, quoting=quoting))
+                header = [name.strip() for name in first_row] if options.header else None
+                width = len(first_row)
+                index = _column_index(options.text_column, header, "text_column", path)
+                if not -width <= index < width:
+                    raise UserError(f"data.text_column={index}: {path} has {width} columns (0-based indices)")
+                rows = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+
+                def numbered():
+                    nonlocal line
+                    if header is None:
+                        yield 1, first_row
+                    line = 2
+                    for row in rows:
+                        yield line, row
+                        line = rows.line_num + 2  # +1: numbered from 1; +1: the first line was read before the reader
+
+                for number, row in numbered():
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue
+                    if len(row) <= index:
+                        raise UserError(f"{path}:{number}: expected {width} fields, found {len(row)}")
+                    found = True
+                    yield row[index]
+        except csv.Error as error:
+            raise UserError(f"{path}:{line}: not a readable {'TSV' if quoting == csv.QUOTE_NONE else 'CSV'} row "
+                            f"({error})") from None
+        except files.READ_ERRORS as error:
+            raise files.read_error(path, error, line, options.encoding) from None
+    if not found:
+        raise UserError(f"{path}: no data rows" + (" after the header" if options.header else ""))
 
 
 def encode_labels(data: LabelledTexts, label_set: Sequence[str]) -> np.ndarray:

@@ -93,3 +93,141 @@ def test_token_stream_matches_tokenize_and_counts_the_vocabulary():
     assert data.stream_vocabulary(stream) == [token for token, _ in sorted(counts.items(), key=lambda c: (-c[1], c[0]))]
     chars = data.stream_from_text("ab\n c", "char", "x")
     assert chars.tokens() == ["a", "b", "\n", " ", "c"]
+
+
+# ----------------------------------------------------------------------------- pretraining text: tables, columns
+
+
+def _data(**overrides):
+    from tests.tasks.lm.conftest import lm_config
+
+    return lm_config(**overrides).data
+
+
+def _write(path, text):
+    """Write `text` to `path`, gzipped when the name ends in .gz."""
+    import gzip
+
+    if str(path).endswith(".gz"):
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+TEXTS = ["Great film!<br />I liked it 2 times.", "Bad.\nVery bad, 10/10 worse", "ok"]
+
+
+@pytest.mark.parametrize("name", ["reviews.tsv", "reviews.tsv.gz", "reviews.csv", "reviews.jsonl", "reviews.jsonl.gz"])
+def test_a_table_gives_one_line_per_text_standardized_as_the_classifier_vectorizer(tmp_path, name):
+    import csv
+    import io
+    import json
+
+    from zoo import text as text_lib
+
+    if ".jsonl" in name:
+        content = "".join(json.dumps({"label": 1, "text": text}) + "\n" for text in TEXTS)
+    elif ".tsv" in name:
+        content = "label\ttext\n" + "".join(f"1\t{text.replace(chr(10), ' ')}\n" for text in TEXTS)
+    else:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows([["label", "text"], *[[1, text] for text in TEXTS]])
+        content = buffer.getvalue()
+    path = _write(tmp_path / name, content)
+    config = _data(**{"data.text_column": "text"})
+    assert config.resolved_standardize() == "words"  # auto: tables get the classifiers' words
+    stream = data.read_stream(path, type("C", (), {"data": config})())
+    texts = [text.replace("\n", " ") for text in TEXTS] if ".tsv" in name else TEXTS
+    expected = [token for tokens in text_lib.tokenize(texts) for token in tokens + ["<eos>"]]
+    assert stream.tokens() == expected and stream.standardize == "words"
+    assert stream.tokens()[:4] == ["great", "film", "!", "i"]  # lowercased, <br /> dropped, punctuation split
+    assert stream.tokens().count("<eos>") == 3  # one per text, a text's own line break is none
+    plain = data.read_stream(path, type("C", (), {"data": _data(**{"data.text_column": "text",
+                                                                    "data.standardize": "none"})})())
+    assert plain.tokens()[:3] == ["Great", "film!<br", "/>I"] and plain.standardize == "none"
+
+
+def test_table_errors_name_the_columns_and_rows_stream_one_at_a_time(tmp_path):
+    from zoo.data import tables
+
+    path = _write(tmp_path / "t.tsv", "label\treview\n1\tfine\n0\tgood\n")
+    holder = type("C", (), {"data": _data(**{"data.text_column": "text"})})()
+    with pytest.raises(data.UserError, match=r"t.tsv: no column 'text'; the header has 'label', 'review'"):
+        data.read_stream(path, holder)
+    jsonl = _write(tmp_path / "t.jsonl", '{"review": "fine"}\n')
+    with pytest.raises(data.UserError, match=r"t.jsonl:1: no 'text' in this line's keys 'review'"):
+        data.read_stream(jsonl, holder)
+    # Rows are read one at a time: the first text arrives before a bad row far below is reached.
+    broken = _write(tmp_path / "b.tsv", "text\tlabel\nfirst\t1\n" + "more\t0\n" * 1000 + "\n".join(["x"] * 1) + "\n")
+    rows = tables.iter_texts(broken, _data(**{"data.text_column": "label"}).table_options())
+    assert next(rows) == "1"
+    with pytest.raises(data.UserError, match=r"b.tsv:1003: expected 2 fields, found 1"):
+        list(rows)
+    headerless = _write(tmp_path / "h.csv", "1,a b\n0,c\n")
+    config = _data(**{"data.text_column": "1", "data.header": False, "data.standardize": "none"})
+    assert data.read_stream(headerless, type("C", (), {"data": config})()).tokens() == ["a", "b", "<eos>", "c", "<eos>"]
+
+
+def test_a_column_file_gives_one_line_per_sentence_without_docstart(tmp_path):
+    path = _write(tmp_path / "eng.train", "-DOCSTART- -X- -X- O\n\nEU NNP B-ORG\nrejects VBZ O\n\n"
+                                          "Peter NNP B-PER\nBlackburn NNP I-PER\n\n-DOCSTART- -X- -X- O\n\nIn IN O\n1996 CD O\n")
+    config = _data(**{"data.token_column": 0})
+    assert config.resolved_standardize() == "none"
+    stream = data.read_stream(path, type("C", (), {"data": config})())
+    assert stream.tokens() == ["EU", "rejects", "<eos>", "Peter", "Blackburn", "<eos>", "In", "1996", "<eos>"]
+    tags = data.read_stream(path, type("C", (), {"data": _data(**{"data.token_column": 2})})())
+    assert tags.tokens()[:3] == ["B-ORG", "O", "<eos>"]
+    one_column = _write(tmp_path / "tokens.txt", "a\nb\n\nc\n")
+    assert data.read_stream(one_column, type("C", (), {"data": config})()).tokens() == ["a", "b", "<eos>", "c", "<eos>"]
+
+
+def test_real_conll_training_sentences_read_as_lines(shared_data):
+    import os
+
+    path = os.path.join(shared_data, "conll2003", "train.txt")
+    config = _data(**{"data.token_column": 0, "data.standardize": "lower_digits"})
+    stream = data.read_stream(path, type("C", (), {"data": config})())
+    tokens = stream.tokens(0, 12)
+    assert tokens[:9] == ["eu", "rejects", "german", "call", "to", "boycott", "british", "lamb", "."]
+    assert tokens[9] == "<eos>" and "-docstart-" not in stream.types and "<eos>" in stream.types
+    assert not any(character in "123456789" for token in stream.types for character in token)
+
+
+def test_lower_digits_is_byte_identical_to_the_taggers_word_form():
+    import tensorflow as tf
+
+    from tasks.tagging.features import normalize_words
+    from zoo import text as text_lib
+
+    tokens = ["U.S.", "1996-08-22", "ÉCOLE", "Straße", "İstanbul", "ΣΟΦΙΑ", "١٢٣", "x²", "Ǆ", "<eos>", "N", "3.5%"]
+    ours = text_lib.lower_digits(tf.constant(tokens)).numpy().tolist()
+    assert ours == normalize_words(tf.constant(tokens)).numpy().tolist()
+    stream = data.stream_from_text(" ".join(tokens) + "\n", "word", "x", standardize="lower_digits")
+    assert [token.encode("utf-8") for token in stream.tokens()[:-1]] == ours
+    assert stream.tokens()[-1] == "<eos>" and stream.tokens()[1] == "0000-00-00"
+    assert data.text_tokens(" ".join(tokens) + "\n", "word", "lower_digits") == stream.tokens()
+
+
+def test_words_on_plain_text_and_char_level_limits():
+    from zoo import text as text_lib
+
+    lines = ["The CAT, sat.\n", "Tom's <br/>dog\n", "last"]
+    stream = data.stream_from_lines(lines, "word", "x", standardize="words")
+    expected = [token for tokens, end in zip(text_lib.tokenize([line.strip() for line in lines]), ["<eos>"] * 2 + [None])
+                for token in tokens + ([end] if end else [])]
+    assert stream.tokens() == expected and stream.tokens()[:4] == ["the", "cat", ",", "sat"]
+    assert data.text_tokens("".join(lines), "word", "words") == expected
+    with pytest.raises(data.UserError, match="data.standardize=words: at data.level=char, expected auto or none"):
+        _data(**{"data.level": "char", "data.standardize": "words"})
+    assert _data(**{"data.level": "char", "data.text_column": "text"}).resolved_standardize() == "none"
+
+
+def test_backward_orientation_reverses_the_stream_once():
+    stream = data.stream_from_text("a b c\nd e\n", "word", "x")
+    backward = data.orient(stream, "backward")
+    assert backward.tokens() == ["<eos>", "e", "d", "<eos>", "c", "b", "a"] and backward.direction == "backward"
+    assert data.orient(backward, "backward") is backward
+    assert data.orient(backward, "forward").tokens() == stream.tokens()
+    assert backward.slice(0, 2).direction == "backward"

@@ -73,3 +73,36 @@ def test_generation_warms_the_state_on_the_prompt(ptb_run):
         logits[[0, 1]] = -np.inf
         ids.append(int(logits.argmax()))
     assert generated["token_ids"] == ids[-6:]
+
+
+@pytest.mark.parametrize("standardize,reverse", [("words", False), ("lower_digits", True), ("none", True)])
+def test_tokenizer_layer_standardizes_and_reverses_as_the_python_path(standardize, reverse):
+    text = "The Cat sat 12 times,<br />on 3 mats.\nDone!"
+    vocabulary = data.stream_vocabulary(data.stream_from_text(text + "\n", "word", "x", standardize))
+    layer = serving.LMTokenizer(vocabulary, "word", standardize, reverse)
+    ids = np.asarray(layer(tf.constant([text, "a b"])))
+    expected = data.encode(data.text_tokens(text, "word", standardize), vocabulary)
+    if reverse:
+        expected = expected[::-1]
+    np.testing.assert_array_equal(ids[0, : len(expected)], expected)
+    assert (ids[0, len(expected):] == 0).all() and (ids[1, 2:] == 0).all() and (ids[1, :2] > 0).all()
+    restored = serving.LMTokenizer.from_config(json.loads(json.dumps(layer.get_config())))
+    np.testing.assert_array_equal(np.asarray(restored(tf.constant([text]))), ids[:1, : len(expected)])
+
+
+def test_the_exported_model_of_a_sampled_run_gives_the_full_softmax_logits(pretrain_run):
+    """Sampled softmax is a training loss only: the export's logits are h @ E^T + b over the whole vocabulary."""
+    run = load_run(pretrain_run)
+    assert run.config.model.softmax == "sampled" and run.config.model.tie_embeddings
+    text = "It was a great film, really."
+    exported = np.asarray(run.model(tf.constant([text])))[0]
+    vocabulary = run.assets["vocabulary"]
+    assert exported.shape[-1] == len(vocabulary) + 2
+    core = serving.core_copy(run)
+    ids = data.encode(data.text_tokens(text, "word", "words")[::-1], vocabulary)  # backward: last token first
+    features = keras.Model(core.input, core.get_layer("output_dropout").output)(ids[None])[0]
+    embeddings, bias = (w.numpy() for w in core.get_layer("tied_embedding").weights)
+    np.testing.assert_allclose(exported, np.asarray(features) @ embeddings.T + bias, atol=1e-4)
+    np.testing.assert_allclose(exported, np.asarray(core(ids[None]))[0], atol=1e-5)
+    probabilities = tf.nn.softmax(exported).numpy()
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
