@@ -304,7 +304,7 @@ def plot_gradients(gradients, path):
 
 SWEEP_BUDGETS = {
     "quick": {"lengths": (10, 25, 50, 100), "steps": 300, "gradient_length": 50},
-    "full": {"lengths": (10, 50, 100, 200, 400), "steps": 6000, "gradient_length": 100},
+    "full": {"lengths": (10, 50, 100, 200, 400), "steps": 12000, "gradient_length": 100},
 }
 
 

@@ -72,7 +72,7 @@ def test_xla_batches_are_padded_to_bucket_edges_so_shapes_stay_few():
 
 def _doubling_time_steps(lengths, batch_size, max_length):
     ordered = np.sort(lengths)
-    return data_lib._bucket_time_steps(ordered, data_lib.bucket_boundaries(max_length), batch_size)
+    return data_lib.bucket_time_steps(ordered, data_lib.bucket_boundaries(max_length), batch_size)
 
 
 def test_quantile_boundaries_split_the_lengths_into_equal_buckets_of_two_batches_or_more():
@@ -91,7 +91,7 @@ def test_quantile_boundaries_need_fewer_time_steps_than_doubling_edges_on_long_t
     ordered = np.sort(lengths)
     edges = data_lib.quantile_boundaries(lengths, batch_size=64)
     assert len(edges) + 1 == data_lib.MAX_BUCKETS
-    quantile_steps = data_lib._bucket_time_steps(ordered, edges, 64)
+    quantile_steps = data_lib.bucket_time_steps(ordered, edges, 64)
     assert quantile_steps < 0.9 * _doubling_time_steps(lengths, 64, 800)
     assert quantile_steps < 0.45 * (-(-len(lengths) // 64) * 800)  # fixed padding to 800
 

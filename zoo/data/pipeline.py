@@ -40,8 +40,9 @@ def bucket_boundaries(max_length: int, smallest: int = 16) -> List[int]:
 MAX_BUCKETS = 16  # more buckets save little padding and add a partial batch each per epoch
 
 
-def _bucket_time_steps(sorted_lengths: np.ndarray, edges: Sequence[int], batch_size: int) -> int:
-    """Time steps an epoch needs at most: every batch of a bucket padded to that bucket's longest length."""
+def bucket_time_steps(sorted_lengths: np.ndarray, edges: Sequence[int], batch_size: int) -> int:
+    """Time steps an epoch of `batch_by_length` needs at most, for ascending `sorted_lengths` and bucket
+    `edges`: every batch of a bucket padded to that bucket's longest length, a partial batch included."""
     groups = np.searchsorted(edges, sorted_lengths, side="right")
     steps = 0
     for group in np.unique(groups):
@@ -68,7 +69,7 @@ def quantile_boundaries(lengths: Sequence[int], batch_size: int, max_buckets: in
         quantiles = np.quantile(sorted_lengths, np.arange(1, buckets) / buckets, method="lower")
         # tf.data buckets are [edge_i, edge_i+1): a length equal to a quantile stays below its edge.
         edges = sorted({int(q) + 1 for q in quantiles if q < sorted_lengths[-1]})
-        steps = _bucket_time_steps(sorted_lengths, edges, batch_size)
+        steps = bucket_time_steps(sorted_lengths, edges, batch_size)
         if best_steps is None or steps < best_steps:
             best_steps, best_edges = steps, edges
     return best_edges
