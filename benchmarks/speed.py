@@ -16,6 +16,7 @@ import tensorflow as tf
 from benchmarks.report import cell_table
 from benchmarks.timing import (count_tokens, cudnn_report, interleaved, train_pass, trainable_parameter_count,
                                zoo_model)
+from zoo.data import pipeline
 from zoo.data.pipeline import first_epoch
 from zoo.io import atomic_write_json, atomic_write_text
 
@@ -23,7 +24,7 @@ SPEED_BUDGETS = {
     # examples per timed pass, max_length, interleaved overhead rounds, cells for the overhead and
     # padding tests (XLA is measured for every cell)
     "quick": {"examples": 256, "max_length": 200, "rounds": 3, "overhead_cells": ("lstm",), "padding_cells": ("lstm",)},
-    "full": {"examples": 1024, "max_length": 400, "rounds": 5, "overhead_cells": ("simple_rnn", "lstm", "gru"),
+    "full": {"examples": 1024, "max_length": 800, "rounds": 5, "overhead_cells": ("simple_rnn", "lstm", "gru"),
              "padding_cells": ("simple_rnn", "lstm", "gru")},
 }
 
@@ -111,16 +112,56 @@ def _two_passes(model, batches):
             "padded_tokens": int(sum(np.prod(batch[0].shape) for batch in batches)), "batches": len(batches)}
 
 
-def padding(task, config, prepared):
-    """Length bucketing (the zoo's pipeline) vs every batch padded to data.max_length."""
-    bucketed = [(np.asarray(x), np.asarray(y)) for x, y in first_epoch(prepared.train)]
-    fixed = [(np.asarray(x), np.asarray(y)) for x, y in
-             fixed_padding(prepared.train, config.train.batch_size, config.data.max_length)]
-    result = {"cell": config.model.cell, "max_length": config.data.max_length}
-    result["bucketed"] = _two_passes(zoo_model(task, config, prepared.sizes), bucketed)
-    result["fixed"] = _two_passes(zoo_model(task, config, prepared.sizes), fixed)
-    result["speedup_tokens_per_second"] = result["bucketed"]["tokens_per_second"] / result["fixed"]["tokens_per_second"]
-    result["epoch_time_ratio_fixed_over_bucketed"] = result["fixed"]["epoch_seconds"] / result["bucketed"]["epoch_seconds"]
+def batch_statistics(batches):
+    """Examples, batches, time steps and useful (non-pad) vs padded tokens of a list of (ids, targets)."""
+    return {"examples": int(sum(len(batch[1]) for batch in batches)), "batches": len(batches),
+            # The recurrent loop runs once per padded time step of every batch, whatever its row count.
+            "time_steps": int(sum(batch[0].shape[1] for batch in batches)),
+            "useful_tokens": _tokens(batches), "padded_tokens": int(sum(np.prod(batch[0].shape) for batch in batches))}
+
+
+def padding_variants(train, batch_size, max_length, seed=0):
+    """{"bucketed", "doubling", "fixed"}: lists of (ids, targets) batches of the same training examples.
+
+    bucketed: the zoo's training pipeline (length-quantile bucket edges), its first epoch;
+    doubling: those examples shuffled again and bucketed at the doubling edges 16, 32, 64, ... (the
+    pipeline before issue 17); fixed: every batch padded to `max_length`.
+    """
+    epoch = first_epoch(train)
+    rows = epoch.unbatch()
+    count = int(rows.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+    doubling = pipeline.batch_by_length(rows.shuffle(count, seed=seed), batch_size, max_length,
+                                        boundaries=pipeline.bucket_boundaries(max_length))
+    return {name: [(np.asarray(x), np.asarray(y)) for x, y in dataset]
+            for name, dataset in (("bucketed", epoch), ("doubling", doubling),
+                                  ("fixed", fixed_padding(epoch, batch_size, max_length)))}
+
+
+def padding(task, config, prepared, rounds=3):
+    """Length bucketing vs every batch padded to data.max_length, on the same examples (see padding_variants).
+
+    Every variant trains its own model: an untimed first pass (tracing), then `rounds` passes
+    interleaved with the others', so machine load hits them alike. Useful tokens/s counts non-pad
+    tokens (the same in every variant), padded tokens/s every position computed; speedups are a
+    variant's useful tokens/s over fixed padding's.
+    """
+    batches = padding_variants(prepared.train, config.train.batch_size, config.data.max_length, config.train.seed)
+    models = {name: zoo_model(task, config, prepared.sizes) for name in batches}
+    first, totals, per_round, _ = interleaved({name: model.train_on_batch for name, model in models.items()},
+                                              batches, rounds)
+    result = {"cell": config.model.cell, "max_length": config.data.max_length, "rounds": rounds}
+    for name, items in batches.items():
+        part = batch_statistics(items)
+        seconds = totals[name] / rounds
+        part.update(first_pass_seconds=first[name][0], epoch_seconds=seconds,
+                    useful_tokens_per_second=part["useful_tokens"] / seconds,
+                    padded_tokens_per_second=part["padded_tokens"] / seconds,
+                    examples_per_second=part["examples"] / seconds,
+                    speedup_over_fixed=totals["fixed"] / totals[name],
+                    per_round_speedups_over_fixed=[round_seconds["fixed"] / round_seconds[name]
+                                                   for round_seconds in per_round])
+        result[name] = part
+    result["speedup_useful_tokens_per_second"] = result["bucketed"]["speedup_over_fixed"]
     return result
 
 
@@ -177,7 +218,7 @@ def run(cells, budget, out_dir, data_path=None, examples=None, progress=print, p
         if cell in settings["overhead_cells"]:
             steps.insert(0, ("overhead", lambda: overhead(task, config, prepared, rounds)))
         if cell in settings["padding_cells"]:
-            steps.append(("padding", lambda: padding(task, config, prepared)))
+            steps.append(("padding", lambda: padding(task, config, prepared, settings["rounds"])))
         if peer:
             steps.append(("peer", lambda: peer_lib.compare(task, config, prepared, rounds, peer)))
         steps = [(name, function) for name, function in steps if name in parts]
@@ -210,16 +251,7 @@ def speed_markdown(report):
             lambda item: [_fmt(item["zoo_seconds"], 2), _fmt(item["plain_seconds"], 2),
                           _fmt(item["ratio_zoo_over_plain"]), "yes" if item["within_5_percent"] else "NO"])
     if "padding" in report:
-        def padding_row(item):
-            b, f = item["bucketed"], item["fixed"]
-            return [f"{b['tokens_per_second']:,.0f}", f"{f['tokens_per_second']:,.0f}",
-                    _fmt(item["speedup_tokens_per_second"], 2), _fmt(b["epoch_seconds"], 2),
-                    _fmt(f["epoch_seconds"], 2), f"{f['padded_tokens'] / b['padded_tokens']:.2f}"]
-
-        lines += cell_table(
-            "Bucketing vs fixed padding to max_length (steady pass after a first pass):",
-            ["bucketed tok/s:", "fixed tok/s:", "tok/s ratio:", "bucketed epoch s:", "fixed epoch s:",
-             "padded tokens fixed/bucketed:"], report["padding"], padding_row)
+        lines += padding_markdown(report["padding"])
     if "xla" in report:
         def both(part):
             return part.get("error", "")[:80] or f"{_fmt(part['first_pass_seconds'], 2)} / {_fmt(part['epoch_seconds'], 2)}"
@@ -238,3 +270,26 @@ def speed_markdown(report):
 
         lines.append(peer.markdown(report["peer"]))
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def padding_markdown(items):
+    """The padding part as a Markdown table: one row per cell and batching variant."""
+    lines = ["Bucketing vs fixed padding to max_length, the same examples (mean pass of interleaved passes after "
+             "an untimed first pass; useful = non-pad tokens):", "",
+             "| cell | batching | batches | time steps | useful share | pass s | useful tok/s | padded tok/s | "
+             "speedup over fixed (per round) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for cell, item in items.items():
+        if "error" in item or "fixed" not in item or "useful_tokens_per_second" not in item["fixed"]:
+            lines.append(f"| {cell} | {item.get('error', 'older report without useful tokens')} |||||||| ")
+            continue
+        for name in ("bucketed", "doubling", "fixed"):
+            if name not in item:
+                continue
+            part = item[name]
+            rounds = " / ".join(f"{ratio:.2f}" for ratio in part["per_round_speedups_over_fixed"])
+            lines.append(f"| {cell} | {name} | {part['batches']} | {part['time_steps']:,} | "
+                         f"{part['useful_tokens'] / part['padded_tokens']:.2f} | {_fmt(part['epoch_seconds'], 2)} | "
+                         f"{part['useful_tokens_per_second']:,.0f} | {part['padded_tokens_per_second']:,.0f} | "
+                         f"{part['speedup_over_fixed']:.2f}x ({rounds}) |")
+    return lines + [""]

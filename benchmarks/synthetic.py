@@ -103,7 +103,8 @@ class SweepConfig:
     lengths: tuple = (10, 25, 50, 100)
     units: int = 32
     batch_size: int = 32
-    steps: int = 300  # optimizer steps per point
+    steps: int = 300  # the cap on optimizer steps per point; a solved point stops earlier
+    check_every: int = 250  # steps per window: the test score is checked and the training loss averaged
     learning_rate: float = 3e-3
     clipnorm: float = 1.0
     test_examples: int = 512
@@ -115,45 +116,86 @@ class SweepConfig:
     # least this far from chance towards 1.0.
     adding_success_fraction: float = 0.5
     copy_success_fraction: float = 0.5
+    # "solved" (training stops): adding MSE at most this fraction of 0.1667; copy accuracy at least this.
+    adding_solved_fraction: float = 0.02
+    copy_solved_accuracy: float = 0.98
+    # An unsolved point whose last window's mean training loss fell less than this fraction below
+    # the window before has stalled; otherwise it was still learning when the cap stopped it.
+    plateau_tolerance: float = 0.02
     seed: int = 0
 
 
-def _train_point(task, cell, length, config, seed):
-    """Train one model on freshly generated data; returns (record, model)."""
-    keras.utils.set_random_seed(seed)
-    examples = config.steps * config.batch_size
+SOLVED, STILL_LEARNING, STALLED = "solved", "still learning", "stalled"
+
+
+def convergence(window_losses, solved, tolerance):
+    """How a point ended: SOLVED, or at the step cap STILL_LEARNING (the last window's mean training loss
+    fell more than `tolerance` of the one before) or STALLED (it did not). Only SOLVED is converged
+    for sure: a stalled copy point may sit on a plateau it leaves later."""
+    if solved:
+        return SOLVED
+    if len(window_losses) < 2:
+        return STILL_LEARNING
+    previous, last = window_losses[-2], window_losses[-1]
+    return STILL_LEARNING if last < previous * (1.0 - tolerance) else STALLED
+
+
+def _problem(task, count, length, seed, config):
     if task == "adding":
-        x, y = adding_problem(examples, length, seed)
-        test_x, test_y = adding_problem(config.test_examples, length, seed + 100_003)
+        return adding_problem(count, length, seed)
+    return copy_problem(count, length, seed, config.num_symbols, config.copy_length)
+
+
+def _test_score(task, model, test_x, test_y):
+    prediction = model.predict(test_x, batch_size=256, verbose=0)
+    if task == "adding":
+        return float(np.mean((prediction - test_y) ** 2))
+    return float(np.mean(prediction.argmax(-1) == test_y))
+
+
+def _train_point(task, cell, length, config, seed):
+    """Train one model on fresh data, window by window, until solved or at the step cap; returns (record, model).
+
+    Every window of `config.check_every` steps trains on examples of its own (seeded by (seed,
+    window)) and ends with the test score; the record keeps each window's mean training loss and
+    test score, and how the point ended (`convergence`).
+    """
+    keras.utils.set_random_seed(seed)
+    test_x, test_y = _problem(task, config.test_examples, length, seed + 100_003, config)
+    if task == "adding":
         model = build_adding_model(cell, config.units)
         loss, metrics = "mse", []
+        baseline, metric = ADDING_BASELINE_MSE, "mse"
     else:
-        x, y = copy_problem(examples, length, seed, config.num_symbols, config.copy_length)
-        test_x, test_y = copy_problem(config.test_examples, length, seed + 100_003, config.num_symbols, config.copy_length)
         model = build_copy_model(cell, config.units, config.num_symbols, config.copy_length)
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+        baseline, metric = 1.0 / config.num_symbols, "accuracy"
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clipnorm or None),
         loss=loss, metrics=metrics,
     )
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
-    seconds = time.perf_counter() - start
+    window_losses, window_scores, steps, solved, seconds = [], [], 0, False, 0.0
+    while steps < config.steps and not solved:
+        window = min(config.check_every, config.steps - steps)
+        x, y = _problem(task, window * config.batch_size, length, (seed, len(window_losses)), config)
+        start = time.perf_counter()
+        history = model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+        seconds += time.perf_counter() - start
+        steps += window
+        window_losses.append(float(history.history["loss"][-1]))  # the mean over the window's batches
+        score = _test_score(task, model, test_x, test_y)
+        window_scores.append(score)
+        solved = (score <= config.adding_solved_fraction * baseline if task == "adding"
+                  else score >= config.copy_solved_accuracy)
     if task == "adding":
-        prediction = model.predict(test_x, batch_size=256, verbose=0)
-        score = float(np.mean((prediction - test_y) ** 2))
-        baseline = ADDING_BASELINE_MSE
         beats = score <= config.adding_success_fraction * baseline
-        metric = "mse"
     else:
-        prediction = model.predict(test_x, batch_size=256, verbose=0)
-        score = float(np.mean(prediction.argmax(-1) == test_y))
-        baseline = 1.0 / config.num_symbols
         beats = score >= baseline + config.copy_success_fraction * (1.0 - baseline)
-        metric = "accuracy"
     record = {
         "task": task, "cell": cell, "length": length, "metric": metric, "score": score, "baseline": baseline,
-        "beats_baseline": bool(beats), "train_seconds": seconds, "steps": config.steps, "seed": seed,
+        "beats_baseline": bool(beats), "train_seconds": seconds, "steps": steps, "step_cap": config.steps,
+        "seed": seed, "convergence": convergence(window_losses, solved, config.plateau_tolerance),
+        "window_losses": window_losses, "window_scores": window_scores,
     }
     return record, model
 
@@ -262,7 +304,7 @@ def plot_gradients(gradients, path):
 
 SWEEP_BUDGETS = {
     "quick": {"lengths": (10, 25, 50, 100), "steps": 300, "gradient_length": 50},
-    "full": {"lengths": (10, 50, 100, 200, 400), "steps": 2000, "gradient_length": 100},
+    "full": {"lengths": (10, 50, 100, 200, 400), "steps": 12000, "gradient_length": 100},
 }
 
 
@@ -314,24 +356,40 @@ def run(cells, budget, out_dir, lengths=None, steps=None, tasks=("adding", "copy
     return text
 
 
+CONVERGENCE_MARKS = {SOLVED: "", STILL_LEARNING: " (still learning)", STALLED: " (stalled)"}
+
+
+def _score_cell(record):
+    """'0.9850* @3250' for a solved point; an unsolved one says how it ended at the step cap."""
+    star = "*" if record["beats_baseline"] else ""
+    if "convergence" not in record:  # a record from before the convergence marker
+        return f"{record['score']:.4f}{star}"
+    return f"{record['score']:.4f}{star} @{record['steps']}{CONVERGENCE_MARKS[record['convergence']]}"
+
+
 def summary_markdown(result, config):
-    """Longest clearly-solved T per (task, cell) and the full score grid, as Markdown."""
+    """Longest clearly-solved T per (task, cell) and the full score grid, with each point's steps and how it ended."""
     longest = longest_solved(result["records"])
     lengths = sorted({r["length"] for r in result["records"]})
     lines = [
         f"Criterion: adding MSE <= {config.adding_success_fraction} x {ADDING_BASELINE_MSE:.4f}; copy accuracy >= "
         f"chance + {config.copy_success_fraction} x (1 - chance), chance = 1/{config.num_symbols}. "
-        f"{config.steps} steps of batch {config.batch_size}, {config.units} units, Adam lr {config.learning_rate}.",
+        f"Up to {config.steps} steps of batch {config.batch_size}, {config.units} units, Adam lr {config.learning_rate}; "
+        f"a point stops when solved (adding MSE <= {config.adding_solved_fraction} x baseline, copy accuracy >= "
+        f"{config.copy_solved_accuracy}; checked every {config.check_every} steps).",
         "",
         "| task | cell | longest T beating baseline | " + " | ".join(f"T={t}" for t in lengths) + " |",
         "|---|---|---|" + "---:|" * len(lengths),
     ]
     for (task, cell), best in sorted(longest.items()):
         scores = {r["length"]: r for r in result["records"] if r["task"] == task and r["cell"] == cell}
-        cells = [f"{scores[t]['score']:.4f}{'*' if scores[t]['beats_baseline'] else ''}" if t in scores else "" for t in lengths]
+        cells = [_score_cell(scores[t]) if t in scores else "" for t in lengths]
         lines.append(f"| {task} | {cell} | {best if best is not None else 'none'} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("(* = beats the baseline clearly; adding scores are test MSE, copy scores recall accuracy)")
+    lines.append("(* = beats the baseline clearly; adding scores are test MSE, copy scores recall accuracy; @N = "
+                 "optimizer steps trained. Not converged at the step cap: \"still learning\" = the last window's "
+                 f"mean training loss fell more than {config.plateau_tolerance:.0%} below the window before, "
+                 "\"stalled\" = it did not)")
     if result["gradients"]:
         lines.append("")
         lines.append("| cell | ‖dL/dh_1‖ / ‖dL/dh_T‖ at init | after training |")

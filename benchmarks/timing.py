@@ -255,18 +255,22 @@ def timed_pass(step, batches):
 def interleaved(runners, batches, rounds):
     """Passes of every runner (name -> step) over the same batches, so machine load hits them alike.
 
+    `batches` is one list for every runner, or a dict name -> list when the runners see the same
+    examples batched differently (bucketed vs fixed padding).
+
     Each runner first makes one pass that is not part of the totals (tracing, warm-up), then `rounds`
     timed passes, the order reversed every round. Returns (first, totals, per_round, last_losses):
     first[name] = (seconds, mean loss) of the first pass, totals[name] = seconds of the timed passes,
     per_round = [{name: seconds}] and last_losses[name] = the mean loss of the last pass.
     """
     names = tuple(runners)
-    first = {name: timed_pass(runners[name], batches) for name in names}
+    batches = batches if isinstance(batches, dict) else dict.fromkeys(names, batches)
+    first = {name: timed_pass(runners[name], batches[name]) for name in names}
     totals, last_losses, per_round = dict.fromkeys(names, 0.0), {}, []
     for index in range(rounds):
         seconds = {}
         for name in names if index % 2 == 0 else names[::-1]:
-            seconds[name], last_losses[name] = timed_pass(runners[name], batches)
+            seconds[name], last_losses[name] = timed_pass(runners[name], batches[name])
             totals[name] += seconds[name]
         per_round.append(seconds)
     return first, totals, per_round, last_losses

@@ -1,5 +1,6 @@
 """The long-range memory probes: generated targets, model shapes, gradient norms, the sweep bookkeeping."""
 
+import dataclasses
 import json
 import os
 
@@ -113,3 +114,34 @@ def test_suite_writes_results_and_resumes(tmp_path):
     synthetic.run(["gru"], "quick", str(tmp_path), lengths=[4], steps=3, tasks=("adding", "copy"),
                   progress=messages.append)
     assert len(messages) == trained  # nothing retrained on the rerun
+
+
+def test_convergence_tells_solved_from_still_learning_and_stalled():
+    assert synthetic.convergence([2.0, 1.5], solved=True, tolerance=0.02) == synthetic.SOLVED
+    assert synthetic.convergence([2.0, 1.5], solved=False, tolerance=0.02) == synthetic.STILL_LEARNING
+    assert synthetic.convergence([2.08, 2.079], solved=False, tolerance=0.02) == synthetic.STALLED
+    assert synthetic.convergence([2.0, 2.1], solved=False, tolerance=0.02) == synthetic.STALLED  # rising
+    assert synthetic.convergence([2.0], solved=False, tolerance=0.02) == synthetic.STILL_LEARNING  # one window
+
+
+def test_a_copy_point_stops_once_solved_and_a_capped_one_is_marked_not_converged():
+    easy = synthetic.SweepConfig(units=16, steps=3000, check_every=100, learning_rate=1e-2, num_symbols=2,
+                                 copy_length=1, test_examples=128, copy_solved_accuracy=0.95)
+    record, _ = synthetic._train_point("copy", "gru", 1, easy, seed=0)
+    assert record["convergence"] == synthetic.SOLVED and record["score"] >= 0.95
+    assert record["steps"] < easy.steps and record["steps"] % 100 == 0  # stopped at a check, before the cap
+    assert len(record["window_losses"]) == len(record["window_scores"]) == record["steps"] // 100
+    assert record["window_scores"][-1] == record["score"]
+
+    capped = dataclasses.replace(easy, steps=20, check_every=10, num_symbols=8, copy_length=5)
+    record, _ = synthetic._train_point("copy", "lstm", 30, capped, seed=0)
+    assert record["steps"] == 20 and len(record["window_losses"]) == 2
+    assert record["convergence"] in (synthetic.STILL_LEARNING, synthetic.STALLED) and not record["beats_baseline"]
+    text = synthetic.summary_markdown({"records": [record], "gradients": {}}, capped)
+    assert f"| copy | lstm | none | {record['score']:.4f} @20 ({record['convergence']}) |" in text
+
+
+def test_summary_reads_records_from_before_the_convergence_marker():
+    old = {"task": "copy", "cell": "gru", "length": 10, "score": 0.6941, "beats_baseline": True}
+    text = synthetic.summary_markdown({"records": [old], "gradients": {}}, synthetic.SweepConfig())
+    assert "| copy | gru | 10 | 0.6941* |" in text

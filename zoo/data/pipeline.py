@@ -37,22 +37,71 @@ def bucket_boundaries(max_length: int, smallest: int = 16) -> List[int]:
     return edges
 
 
+MAX_BUCKETS = 16  # more buckets save little padding and add a partial batch each per epoch
+
+
+def bucket_time_steps(sorted_lengths: np.ndarray, edges: Sequence[int], batch_size: int) -> int:
+    """Time steps an epoch of `batch_by_length` needs at most, for ascending `sorted_lengths` and bucket
+    `edges`: every batch of a bucket padded to that bucket's longest length, a partial batch included."""
+    groups = np.searchsorted(edges, sorted_lengths, side="right")
+    steps = 0
+    for group in np.unique(groups):
+        members = sorted_lengths[groups == group]
+        steps += -(-len(members) // batch_size) * int(members[-1])
+    return steps
+
+
+def quantile_boundaries(lengths: Sequence[int], batch_size: int, max_buckets: int = MAX_BUCKETS) -> List[int]:
+    """Bucket edges at quantiles of the examples' `lengths`, for `batch_by_length`.
+
+    Every bucket holds about the same number of examples, at least two batches' worth, so batches
+    still mix differently every epoch. The number of buckets (1 to `max_buckets`) is the one whose
+    epoch needs the fewest padded time steps: the recurrent loop runs once per step of every batch,
+    and each bucket ends an epoch with a partial batch that costs as many steps as a full one.
+    The edges depend on the lengths only, not on their order, so every epoch buckets alike.
+    """
+    sorted_lengths = np.sort(np.asarray(lengths, dtype=np.int64))
+    if not len(sorted_lengths):
+        return []
+    most = int(np.clip(len(sorted_lengths) // (2 * batch_size), 1, max_buckets))
+    best_steps, best_edges = None, []
+    for buckets in range(1, most + 1):
+        quantiles = np.quantile(sorted_lengths, np.arange(1, buckets) / buckets, method="lower")
+        # tf.data buckets are [edge_i, edge_i+1): a length equal to a quantile stays below its edge.
+        edges = sorted({int(q) + 1 for q in quantiles if q < sorted_lengths[-1]})
+        steps = bucket_time_steps(sorted_lengths, edges, batch_size)
+        if best_steps is None or steps < best_steps:
+            best_steps, best_edges = steps, edges
+    return best_edges
+
+
+def example_lengths(examples: tf.data.Dataset) -> np.ndarray:
+    """The length of every (ids, target) example, in dataset order (fills a cache on the way)."""
+    lengths = examples.map(lambda ids, *rest: tf.shape(ids)[0], num_parallel_calls=AUTOTUNE).batch(8192)
+    return np.concatenate([np.zeros(0, np.int64), *(batch.astype(np.int64) for batch in lengths.as_numpy_iterator())])
+
+
 def batch_by_length(dataset: tf.data.Dataset, batch_size: int, max_length: int,
                     length_fn: Optional[Callable[..., tf.Tensor]] = None,
-                    pad_to_edges: bool = False) -> tf.data.Dataset:
+                    pad_to_edges: bool = False, boundaries: Optional[Sequence[int]] = None) -> tf.data.Dataset:
     """Group examples of similar length and right-pad each batch to its own longest sequence.
 
     Elements are (ids, target) with ids (time,) int; targets may be scalars or sequences.
-    Right padding with 0 keeps Keras masks cuDNN-compatible. With `pad_to_edges` every batch is
-    padded to its bucket's upper edge instead (lengths 15, 31, 63, ..., max_length): XLA compiles
-    one program per input shape, and a full IMDB epoch padded per batch has about 50 distinct
-    lengths against at most 8 this way.
+    `boundaries` are the bucket edges (`quantile_boundaries` of the data; default doubling edges
+    16, 32, 64, ... below `max_length`). Right padding with 0 keeps Keras masks cuDNN-compatible.
+    With `pad_to_edges` every batch is padded to its bucket's upper edge instead (edge - 1, and
+    max_length for the last bucket): XLA compiles one program per input shape, and a full IMDB
+    epoch padded per batch has about 50 distinct lengths against one per bucket this way.
     """
     length_fn = length_fn or (lambda ids, *rest: tf.shape(ids)[0])
-    edges = bucket_boundaries(max_length)
+    edges = [edge for edge in (bucket_boundaries(max_length) if boundaries is None else boundaries)
+             if edge <= max_length]
     if pad_to_edges:
         # tf.data pads to `boundary - 1`; the last edge max_length + 1 pads the longest bucket to max_length.
         edges = edges + [max_length + 1]
+    if not edges:
+        # One bucket: tf.data needs an edge, and none is reached by a (truncated) sequence.
+        edges = [max_length + 1]
     return dataset.bucket_by_sequence_length(
         element_length_func=length_fn,
         bucket_boundaries=edges,
@@ -89,19 +138,33 @@ def text_dataset(texts: Iterable[str], targets: np.ndarray, vectorizer: Callable
                  max_length: int, batch_size: int, pad_to_edges: bool = False) -> tf.data.Dataset:
     """Raw texts -> batches of ((batch, time) int32 ids, targets) in file order, bucketed by length (evaluation).
 
-    `pad_to_edges`: see `batch_by_length` (used under XLA).
+    The bucket edges are `quantile_boundaries` of these texts' lengths; `pad_to_edges`: see
+    `batch_by_length` (used under XLA).
     """
-    dataset = batch_by_length(text_examples(texts, targets, vectorizer, max_length), batch_size, max_length,
-                              pad_to_edges=pad_to_edges).with_options(deterministic_options())
+    examples = text_examples(texts, targets, vectorizer, max_length)
+    boundaries = quantile_boundaries(example_lengths(examples), batch_size, _most_buckets(pad_to_edges))
+    dataset = batch_by_length(examples, batch_size, max_length, pad_to_edges=pad_to_edges,
+                              boundaries=boundaries).with_options(deterministic_options())
     return with_known_length(dataset).prefetch(AUTOTUNE)
 
 
 def text_stream(texts: Iterable[str], targets: np.ndarray, vectorizer: Callable[[tf.Tensor], tf.Tensor], *,
                 max_length: int, batch_size: int, seed: Optional[int], pad_to_edges: bool = False) -> "EpochStream":
-    """The training EpochStream of `text_dataset`'s batches, each epoch in its own seeded order."""
+    """The training EpochStream of `text_dataset`'s batches, each epoch in its own seeded order.
+
+    The bucket edges come from the training lengths once, so every epoch (and a resumed run, which
+    computes them again from the same texts) buckets alike.
+    """
     examples = text_examples(texts, targets, vectorizer, max_length)
+    boundaries = quantile_boundaries(example_lengths(examples), batch_size, _most_buckets(pad_to_edges))
     return epoch_stream(examples, len(targets), seed,
-                        lambda epoch: batch_by_length(epoch, batch_size, max_length, pad_to_edges=pad_to_edges))
+                        lambda epoch: batch_by_length(epoch, batch_size, max_length, pad_to_edges=pad_to_edges,
+                                                      boundaries=boundaries))
+
+
+def _most_buckets(pad_to_edges: bool) -> int:
+    # Under XLA every bucket is one more compiled program: keep the count the doubling edges had.
+    return 8 if pad_to_edges else MAX_BUCKETS
 
 
 def with_known_length(dataset: tf.data.Dataset) -> tf.data.Dataset:
