@@ -2,19 +2,12 @@
 
 import pytest
 
-from tests.tasks.lm.pretrained_runs import ptb_slice, train_lm
+from tests.tasks.lm.pretrained_runs import LanguageModelRuns
 
 
 @pytest.fixture(scope="session")
-def language_model_runs(tmp_path_factory, shared_data):
-    """{"forward": tied embeddings, "backward": untied, another seed}: two tiny 2-layer LSTM LMs on a PTB slice.
-
-    Both are plain forward-reading runs; the tests mark one backward (and their standardization)
-    in a copy's assets.json with tests.tasks.lm.pretrained_runs.variant.
-    """
-    folder = tmp_path_factory.mktemp("language_models")
-    text = ptb_slice(shared_data, str(folder))
-    return {
-        "forward": train_lm(text, str(folder / "forward")),
-        "backward": train_lm(text, str(folder / "backward"), **{"model.tie_embeddings": False, "train.seed": 7}),
-    }
+def language_model_runs(tmp_path_factory, shared_data) -> LanguageModelRuns:
+    """{name: run directory} of the tiny 2-layer LSTM LMs of tests.tasks.lm.pretrained_runs.RUNS on one PTB slice,
+    trained with those data.standardize and data.direction settings (recorded in their assets.json), each
+    the first time a test asks for it."""
+    return LanguageModelRuns(shared_data, str(tmp_path_factory.mktemp("language_models")))

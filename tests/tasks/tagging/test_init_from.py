@@ -14,7 +14,6 @@ from tasks.lm.model import CORE_NAME
 from tasks.tagging import ner, pos
 from tasks.tagging import pretrained as family
 from tests.conftest import load_splits
-from tests.tasks.lm.pretrained_runs import variant
 from zoo import config as config_lib
 from zoo.errors import UserError
 from zoo.text import OOV_ID
@@ -27,15 +26,13 @@ TINY = {"model.units": UNITS, "model.embedding_dim": DIM, "model.num_layers": 2,
 
 
 @pytest.fixture(scope="module")
-def runs(language_model_runs, tmp_path_factory):
-    """The forward and backward LM runs marked as lowercased with digits as 0, and one marked standardize_words."""
-    folder = tmp_path_factory.mktemp("tagging_language_models")
-    # The LM cannot record data.standardize and its direction yet (another branch): written here until both land.
+def runs(language_model_runs):
+    """The forward and backward LMs that read lowercased words with digits as 0, and a forward one that read
+    standardize_words tokens."""
     return {
-        "forward": variant(language_model_runs["forward"], str(folder / "forward"), standardize="lower_digits"),
-        "backward": variant(language_model_runs["backward"], str(folder / "backward"), standardize="lower_digits",
-                            direction="backward"),
-        "words": variant(language_model_runs["forward"], str(folder / "words"), standardize="words"),
+        "forward": language_model_runs["lower_digits_forward"],
+        "backward": language_model_runs["lower_digits_backward"],
+        "words": language_model_runs["words_forward"],  # the classifiers' standardization, not this family's
     }
 
 
