@@ -175,8 +175,11 @@ def predict(run: Any, texts: Sequence[str], top: int = 5, batch_size: int = infe
     # Only the last position's logits leave the graph: (batch, vocab), not (batch, time, vocab).
     call = inference.compiled_call(run.model, last_logits)
     logits = np.empty((len(texts), run.sizes["vocab_size"]), dtype=np.float32)
-    for indices in inference.length_sorted_batches(lengths, batch_size):
-        logits[indices] = call(inference.strings(texts, indices))[0].numpy()
+    # Empty texts get no row from the model: a batch of them alone would be zero time steps long,
+    # which the recurrent layer's scan cannot run inside a graph.
+    given = np.array([index for index, length in enumerate(lengths) if length], dtype=np.int64)
+    for indices in inference.length_sorted_batches([lengths[index] for index in given], batch_size):
+        logits[given[indices]] = call(inference.strings(texts, given[indices]))[0].numpy()
     rows = []
     for text, length, row in zip(texts, lengths, logits):
         if length == 0:
