@@ -75,10 +75,14 @@ def tag_sentences(model: keras.Model, token_lists: Sequence[Sequence[str]],
     token_lists = [[token.replace(" ", "\u00a0") for token in tokens] for tokens in token_lists]
     sentences = [" ".join(tokens) for tokens in token_lists]
     call = inference.compiled_call(model)
-    predicted = [None] * len(token_lists)
-    for indices in inference.length_sorted_batches([len(tokens) for tokens in token_lists], batch_size):
-        names = call(inference.strings(sentences, indices)).numpy()
-        for row, index in zip(names, indices):
+    predicted = [[] for _ in token_lists]
+    # A sentence without tokens gets no tags and skips the graph: a batch of them alone would be zero
+    # steps long, which the recurrent layers' scan cannot run inside a graph.
+    given = [index for index, tokens in enumerate(token_lists) if tokens]
+    for indices in inference.length_sorted_batches([len(token_lists[index]) for index in given], batch_size):
+        chosen = [given[position] for position in indices]
+        names = call(inference.strings(sentences, chosen)).numpy()
+        for row, index in zip(names, chosen):
             predicted[index] = [name.decode("utf-8") for name in row[: len(token_lists[index])]]
     return predicted
 

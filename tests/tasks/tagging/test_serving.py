@@ -88,4 +88,6 @@ def test_compiled_path_tags_real_sentences_as_the_eager_model_did(data_env, outp
     assert singles == eager_tag_sentences(exported, token_lists[:5], batch_size=1)
     rows = ner.predict(SimpleNamespace(model=exported), [" ".join(tokens) for tokens in token_lists[:3]])
     assert [row["tags"] for row in rows] == expected[:3]
+    assert serving.tag_sentences(exported, [[], token_lists[0], []]) == [[], expected[0], []]
+    assert serving.tag_sentences(exported, [[]]) == [[]]  # no tokens: no tags, and no zero-step graph call
     assert inference.trace_count(exported) == 1
