@@ -183,3 +183,35 @@ def run(run_dirs: Sequence[str], out_dir: str, calls: int = 200, lines: int = 20
     header = f"# One prediction: batch-1 latency and predict.py throughput\n\nCommand: `{command}`\n\n" if command else ""
     atomic_write_text(os.path.join(out_dir, "latency.md"), header + table)
     return table
+
+
+def fixed_input_latency(run_dir: str, item: str, calls: int = 300) -> Dict[str, Any]:
+    """Batch-1 predict and raw graph p50/p90 (ms) on one fixed input, interleaved: the Python path's cost
+    apart from input length (the suite's real test inputs vary in length)."""
+    from tasks import load_run
+
+    run = load_run(run_dir)
+    raw = raw_graph_call(run.model)
+    load_before = os.getloadavg()[0]
+    durations = interleaved_latency({"predict": lambda text: run.task.predict(run, [text]),
+                                     "raw": lambda text: raw(tf.constant([text]))}, [item] * calls)
+    record = {"run_dir": run_dir, "input": item, "calls": calls,
+              "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+    for name, values in durations.items():
+        record[f"{name}_p50_ms"] = round(percentile(values, 50) * 1000, 3)
+        record[f"{name}_p90_ms"] = round(percentile(values, 90) * 1000, 3)
+    return record
+
+
+if __name__ == "__main__":
+    # python -m benchmarks.latency --text "TEXT" RUN_DIR ...: fixed_input_latency for each run, as JSON lines.
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=fixed_input_latency.__doc__)
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--text", required=True, help="the one input (a text or sentence)")
+    parser.add_argument("--calls", type=int, default=300)
+    arguments = parser.parse_args()
+    for directory in arguments.run_dirs:
+        print(json.dumps(fixed_input_latency(directory, arguments.text, arguments.calls)), flush=True)
