@@ -8,6 +8,8 @@ Suites (comma-separated, default `cells`):
   synthetic  the adding and copy problems swept over T, and ||dL/dh_t|| at init and after training
   speed      zoo vs hand-written Keras overhead, bucketing vs fixed padding, jit_compile on/off, cuDNN path;
              with --peer torch also the same model trained in PyTorch (requirements-peer.txt)
+  latency    for finished run directories (--latency-runs): batch-1 `task.predict` p50/p90 vs the raw graph
+             call, and predict.py --input lines/s at batch 256 (benchmarks/latency.py)
 Everything lands in --out: results.json/.md and PNG plots per suite. Rerunning skips finished work.
 """
 
@@ -17,7 +19,7 @@ import sys
 
 from zoo.cli import run_main
 
-SUITES = ("cells", "synthetic", "speed")
+SUITES = ("cells", "synthetic", "speed", "latency")
 
 
 def _names(text, valid, flag):
@@ -61,6 +63,10 @@ def parse_args(argv=None):
     parser.add_argument("--peer", choices=("torch",), help="speed suite: also train the same model in PyTorch "
                         "(nn.LSTM/GRU/RNN) on the same batches and report zoo/torch throughput; needs --suite speed "
                         "and `python -m pip install -r requirements-peer.txt`")
+    parser.add_argument("--latency-runs", help="latency suite: comma-separated finished run directories")
+    parser.add_argument("--latency-calls", type=int, default=200, help="latency suite: timed batch-1 calls per run")
+    parser.add_argument("--latency-lines", type=int, default=2000,
+                        help="latency suite: lines given to predict.py --input per run (0 skips it)")
     return parser.parse_args(argv)
 
 
@@ -93,9 +99,21 @@ def main(argv=None):
             from benchmarks import peer
 
             peer.import_torch()  # a missing torch is reported now, not after the other suites ran
+    latency_runs = None
+    if "latency" in suites:
+        if not args.latency_runs:
+            raise UserError("--suite latency: name the run directories to time with --latency-runs DIR,DIR")
+        latency_runs = _names(args.latency_runs, None, "--latency-runs")
+        for run_dir in latency_runs:
+            if not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+                raise UserError(f"--latency-runs {run_dir}: not a finished run directory (no metrics.json)")
+        if args.latency_calls < 1 or args.latency_lines < 0:
+            raise UserError("--latency-calls must be at least 1 and --latency-lines at least 0")
+    elif args.latency_runs:
+        raise UserError("--latency-runs belongs to the latency suite: add `--suite latency`")
     cells = _names(args.cells, BENCHMARK_CELLS, "--cells")
     recurrent_cells = model_cells(cells)  # what the synthetic and speed suites build
-    other_suites = [suite for suite in suites if suite != "cells"]
+    other_suites = [suite for suite in suites if suite in ("synthetic", "speed")]
     if other_suites and not recurrent_cells:
         raise UserError(f"--cells {args.cells}: the {' and '.join(other_suites)} suite(s) need a recurrent cell; "
                         "tfidf_lr is a row of the cells suite only")
@@ -140,6 +158,12 @@ def main(argv=None):
                                  examples=args.speed_examples, progress=progress, parts=speed_parts, peer=args.peer,
                                  rounds=args.speed_rounds)
         print(speed_report)
+    if "latency" in suites:
+        from benchmarks import latency
+
+        command = "python benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        print(latency.run(latency_runs, os.path.join(args.out, "latency"), calls=args.latency_calls,
+                          lines=args.latency_lines, progress=progress, command=command))
     failures = [failure for failure in failures if failure]
     if failures:
         from zoo.errors import TrainingError

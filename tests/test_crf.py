@@ -97,3 +97,24 @@ def test_crf_config_round_trip_and_decode_output():
     assert decoded.shape == (2, 5) and decoded.dtype == np.int32
     np.testing.assert_array_equal(decoded, np.asarray(crf.viterbi(emissions, mask)))
     np.testing.assert_array_equal(np.asarray(clone(emissions)), emissions)  # training mode: emissions through
+
+
+def test_one_token_batches_decode_and_score_inside_a_graph():
+    """A batch whose longest sentence has one token scans zero transitions; inside a tf.function (compiled
+    predict, the SavedModel signature) that must still decode and score as eagerly and by brute force."""
+    import tensorflow as tf
+
+    crf = _random_crf(4, seed=3)
+    emissions = np.random.default_rng(3).normal(size=(2, 1, 4)).astype("float32")
+    mask = np.array([[True], [False]])
+    spec = (tf.TensorSpec((None, None, 4), tf.float32), tf.TensorSpec((None, None), tf.bool))
+    viterbi = tf.function(crf.viterbi, input_signature=spec)
+    log_partition = tf.function(crf.log_partition, input_signature=spec)
+    paths = np.asarray(viterbi(emissions, mask))
+    scores = _brute_force(crf, emissions[0], 1)
+    assert paths.tolist() == [[max(scores, key=scores.get)[0]], [-1]]
+    np.testing.assert_array_equal(paths, np.asarray(crf.viterbi(emissions, mask)))
+    expected = np.log(np.sum(np.exp(list(scores.values()))))
+    np.testing.assert_allclose(np.asarray(log_partition(emissions, mask))[0], expected, rtol=1e-5)
+    longer = np.random.default_rng(4).normal(size=(2, 3, 4)).astype("float32")  # the same graph, more steps
+    np.testing.assert_array_equal(np.asarray(viterbi(longer, np.ones((2, 3), bool))), np.asarray(crf.viterbi(longer)))

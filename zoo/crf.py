@@ -70,7 +70,7 @@ class CRF(keras.layers.Layer):
 
     def log_partition(self, emissions: Any, mask: Optional[Any] = None) -> Any:
         """log sum over all tag paths of exp(score), by the forward algorithm: (batch,)."""
-        emissions, mask = self._time_major(emissions, mask)
+        emissions, mask = _with_padded_step(*self._time_major(emissions, mask))
         transitions = ops.cast(self.transitions, emissions.dtype)
         alpha = ops.cast(self.start_scores, emissions.dtype)[None, :] + emissions[0]
 
@@ -109,6 +109,8 @@ class CRF(keras.layers.Layer):
         """The highest-scoring tag path: (batch, time) int32, -1 at padded positions."""
         emissions, mask = self._time_major(emissions, mask)
         emissions = ops.cast(emissions, "float32")
+        time = ops.shape(emissions)[0]
+        emissions, mask = _with_padded_step(emissions, mask)  # its path position is dropped below
         transitions = ops.cast(self.transitions, "float32")
         identity = ops.cast(ops.arange(self.num_tags)[None, :], "float32")
         delta = ops.cast(self.start_scores, "float32")[None, :] + emissions[0]
@@ -131,8 +133,19 @@ class CRF(keras.layers.Layer):
 
         _, earlier = ops.scan(backward, best_last, pointers, reverse=True)
         path = ops.concatenate([earlier, best_last[None, :]], axis=0)
-        path = ops.where(mask, path, -1)
+        path = ops.where(mask, path, -1)[:time]
         return ops.transpose(path, (1, 0))
+
+
+def _with_padded_step(emissions, mask):
+    """(time, batch, tags), (time, batch) -> the same with one padded step appended (time + 1).
+
+    A padded step changes no score and no path, and it keeps every scan at least one step long: a
+    batch of one-token sentences would otherwise scan zero steps, which TensorFlow's scan cannot
+    stack inside a graph (a compiled predict or the SavedModel signature).
+    """
+    return (ops.concatenate([emissions, ops.zeros_like(emissions[:1])], axis=0),
+            ops.concatenate([mask, ops.zeros_like(mask[:1])], axis=0))
 
 
 def _with_mask_channel(emissions, mask):

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tasks.captioning import model as model_lib
 from tasks.captioning.config import Config
 from tasks.captioning.preprocessing import END_ID, START, START_ID
-from zoo import decoding, images, recurrent
+from zoo import decoding, images, inference, recurrent
 from zoo.text import OOV_ID, PAD_ID
 
 
@@ -174,29 +174,66 @@ def export(model: keras.Model, config: Config, assets: Dict[str, Any]) -> keras.
     return keras.Model(encoded, {"caption": caption, "score": score}, name=model_lib.EXPORTED_NAME)
 
 
+def _initial_state_layers(exported: keras.Model) -> List[keras.layers.Layer]:
+    """The Dense layers from the image feature to layer 1's states ([h] or [h, c]) of an exported model, or
+    to the image context of cell none ([context])."""
+    present = {layer.name for layer in exported.layers}
+    names = (*model_lib.INITIAL_STATE_NAMES, model_lib.IMAGE_CONTEXT)
+    return [exported.get_layer(name) for name in names if name in present]
+
+
+def _encode_images(exported: keras.Model, encoded: tf.Tensor) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+    """Encoded images (batch,) -> (image features (batch, features), first-layer initial states [(batch, units)])."""
+    pixels = exported.get_layer(model_lib.DECODE_IMAGES)(encoded)
+    features = exported.get_layer(model_lib.IMAGE_ENCODER)(pixels, training=False)
+    return features, [layer(features) for layer in _initial_state_layers(exported)]
+
+
+def _encode_and_decode_greedily(exported: keras.Model, encoded: tf.Tensor) -> Tuple[Any, ...]:
+    """Encoded images (batch,) -> (features, initial states, greedy caption (batch,), score (batch,)): each image
+    decoded and encoded once for both the features and the exported model's own greedy decoder."""
+    features, states = _encode_images(exported, encoded)
+    caption, score = exported.get_layer(model_lib.CAPTION_DECODER)(states)
+    return features, states, caption, score
+
+
+def _decoder_step(exported: keras.Model, inputs: Tuple[tf.Tensor, Tuple[tf.Tensor, ...]]) -> Tuple[Any, ...]:
+    """(token ids (rows,), flat states) -> (logits (rows, vocab), new flat states): CaptionDecoder.step."""
+    token_ids, states = inputs
+    logits, states = exported.get_layer(model_lib.CAPTION_DECODER).step(token_ids, list(states))
+    return logits, tuple(states)
+
+
+def _step_signature(decoder: CaptionDecoder) -> Tuple[tf.TensorSpec, Tuple[tf.TensorSpec, ...]]:
+    """The input signature of `_decoder_step`: int64 ids (rows,) and every layer's states (rows, units), or for
+    cell none the one image context (rows, embedding_dim)."""
+    if not decoder.cells:
+        return tf.TensorSpec((None,), tf.int64), (tf.TensorSpec((None, decoder.embedding_dim), decoder.compute_dtype),)
+    state = tf.TensorSpec((None, decoder.units), decoder.cells[0].compute_dtype)
+    return tf.TensorSpec((None,), tf.int64), (state,) * (model_lib.state_count(decoder.cell) * decoder.num_layers)
+
+
 def image_features(exported: keras.Model, encoded: Sequence[bytes],
                    batch_size: int = BATCH_IMAGES) -> Tuple[np.ndarray, List[np.ndarray]]:
     """Encoded images -> (image features (n, features), first-layer initial states [(n, units), ...],
     or [image context (n, embedding_dim)] for cell none)."""
-    decode = exported.get_layer(model_lib.DECODE_IMAGES)
-    encoder = exported.get_layer(model_lib.IMAGE_ENCODER)
-    present = {layer.name for layer in exported.layers}
-    names = [name for name in (*model_lib.INITIAL_STATE_NAMES, model_lib.IMAGE_CONTEXT) if name in present]
-    features, states = [], [[] for _ in names]
+    call = inference.compiled_call(exported, _encode_images)
+    features, states = [], [[] for _ in _initial_state_layers(exported)]
     for start in range(0, len(encoded), batch_size):
-        batch = encoder(decode(tf.constant(encoded[start:start + batch_size])), training=False)
-        features.append(np.asarray(batch))
-        for index, name in enumerate(names):
-            states[index].append(np.asarray(exported.get_layer(name)(batch)))
+        batch_features, batch_states = call(inference.strings(encoded[start:start + batch_size]))
+        features.append(batch_features.numpy())
+        for index, state in enumerate(batch_states):
+            states[index].append(state.numpy())
     return np.concatenate(features), [np.concatenate(parts) for parts in states]
 
 
 def greedy_captions(exported: keras.Model, encoded: Sequence[bytes],
                     batch_size: int = BATCH_IMAGES) -> Tuple[List[str], List[float]]:
     """The exported model's in-graph greedy captions and scores for encoded images."""
+    call = inference.compiled_call(exported)
     captions, scores = [], []
     for start in range(0, len(encoded), batch_size):
-        outputs = exported(tf.constant(encoded[start:start + batch_size]), training=False)
+        outputs = call(inference.strings(encoded[start:start + batch_size]))
         captions.extend(text.decode("utf-8") for text in outputs["caption"].numpy())
         scores.extend(float(score) for score in outputs["score"].numpy())
     return captions, scores
@@ -205,11 +242,13 @@ def greedy_captions(exported: keras.Model, encoded: Sequence[bytes],
 def beam_captions(exported: keras.Model, initial_states: List[np.ndarray], vocabulary: List[str], config: Config,
                   batch_size: int = BATCH_IMAGES) -> Tuple[List[str], List[float]]:
     """Beam search (`model.beam_width`) from first-layer initial states [(n, units), ...] -> (captions,
-    normalized scores)."""
+    normalized scores). Each step is one compiled graph call (zoo.inference), traced once per model."""
     decoder = exported.get_layer(model_lib.CAPTION_DECODER)
+    compiled_step = inference.compiled_call(exported, _decoder_step, _step_signature(decoder))
 
     def step(token_ids, states):
-        logits, states = decoder.step(tf.constant(token_ids), [tf.constant(s) for s in states])
+        logits, states = compiled_step((tf.constant(np.asarray(token_ids, dtype=np.int64)),
+                                        tuple(tf.constant(s) for s in states)))
         return logits.numpy(), [s.numpy() for s in states]
 
     captions, scores = [], []
@@ -232,10 +271,11 @@ def beam_captions(exported: keras.Model, initial_states: List[np.ndarray], vocab
 def caption_batch(exported: keras.Model, encoded: Sequence[bytes], vocabulary: List[str], config: Config) -> dict:
     """One batch of encoded images -> features, greedy captions and scores (the exported model's decoder on the
     same states, so each image is decoded and encoded once), beam captions and scores."""
-    features, initial = image_features(exported, encoded, batch_size=len(encoded))
-    caption, score = exported.get_layer(model_lib.CAPTION_DECODER)([tf.constant(state) for state in initial])
+    features, initial, caption, score = inference.compiled_call(exported, _encode_and_decode_greedily)(
+        inference.strings(encoded))
+    initial = [state.numpy() for state in initial]
     beam, beam_scores = beam_captions(exported, initial, vocabulary, config, batch_size=len(encoded))
-    return {"features": features, "greedy": [text.decode("utf-8") for text in caption.numpy()],
+    return {"features": features.numpy(), "greedy": [text.decode("utf-8") for text in caption.numpy()],
             "greedy_scores": [float(value) for value in score.numpy()], "beam": beam, "beam_scores": beam_scores}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.classification import model as model_lib
-from zoo import text
+from zoo import inference, text
 
 DEFAULT_THRESHOLD = 0.5  # on the positive class's probability, until a task tunes its own
 
@@ -53,20 +53,28 @@ def decide_numpy(probabilities: np.ndarray, num_classes: int, threshold: float =
     return decide(tf.convert_to_tensor(probabilities), num_classes, threshold, positive_index).numpy()
 
 
-def predict_probabilities(model: keras.Model, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
-    """(n, num_classes) probabilities for raw `texts`, computed in length-sorted batches.
+def _probabilities(model: keras.Model, texts: tf.Tensor) -> tf.Tensor:
+    """Raw strings (batch,) -> (batch, num_classes) probabilities, inside the compiled call."""
+    return class_columns(model(texts, training=False))
 
-    Sorting by length keeps per-batch padding small; `predict` runs the model as a compiled
-    graph (an eager call would step the recurrent loop op by op).
+
+def predict_probabilities(model: keras.Model, texts: Sequence[str],
+                          batch_size: int = inference.BATCH_SIZE) -> np.ndarray:
+    """(n, num_classes) probabilities for raw `texts`.
+
+    One compiled graph call per batch (zoo.inference, traced once per model): a few texts go in
+    one call, many in length-sorted batches of `batch_size`, which keeps per-batch padding small.
     """
     texts = list(texts)
     if not texts:
         return np.zeros((0, 2))
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    strings = tf.data.Dataset.from_tensor_slices(tf.constant([texts[i] for i in order], dtype=tf.string))
-    sorted_probabilities = class_columns(tf.constant(model.predict(strings.batch(batch_size), verbose=0))).numpy()
-    probabilities = np.empty_like(sorted_probabilities)
-    probabilities[order] = sorted_probabilities
+    call = inference.compiled_call(model, _probabilities)
+    probabilities = None
+    for indices in inference.length_sorted_batches([len(text_) for text_ in texts], batch_size):
+        batch = call(inference.strings(texts, indices)).numpy()
+        if probabilities is None:
+            probabilities = np.empty((len(texts), batch.shape[1]), dtype=batch.dtype)
+        probabilities[indices] = batch
     return probabilities
 
 

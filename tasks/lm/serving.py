@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tasks.lm.data import EOS, TokenStream, detokenize, encode, text_tokens, unknown_id
 from tasks.lm.model import CORE_NAME, TOKENIZER_NAME, build_core, reset_states
-from zoo import decoding
+from zoo import decoding, inference
 from zoo.errors import UserError
 from zoo.recurrent import is_recurrent
 from zoo.text import OOV_ID, PAD_ID, lower_digits, standardize_words
@@ -171,6 +171,17 @@ def generate(run: Any, prompt: str, length: int = 50, temperature: float = 1.0, 
             "token_ids": [int(i) for i in generated]}
 
 
+def last_logits(model: keras.Model, texts: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Raw texts (batch,) -> (logits after each text's last token (batch, vocab_size), token counts (batch,)).
+
+    From a zero initial state; an empty text gets the logits at position 0 and count 0.
+    """
+    token_ids = model.get_layer(TOKENIZER_NAME)(texts)
+    logits = model.get_layer(CORE_NAME)(token_ids, training=False)
+    lengths = tf.reduce_sum(tf.cast(token_ids != PAD_ID, tf.int32), axis=1)
+    return tf.gather(logits, tf.maximum(lengths - 1, 0), batch_dims=1), lengths
+
+
 def serving_outputs(run: Any, texts: tf.Tensor, top: int = 5) -> Dict[str, tf.Tensor]:
     """SavedModel `serve` outputs: the `top` likeliest next tokens after each text, as `predict` gives them
     (a backward run: the likeliest tokens before each text).
@@ -178,11 +189,7 @@ def serving_outputs(run: Any, texts: tf.Tensor, top: int = 5) -> Dict[str, tf.Te
     next_tokens (batch, top) string and scores (batch, top) float32 probabilities, from a zero
     initial state; padding and the unknown token are never proposed. An empty text gets "" and 0.
     """
-    model = run.model
-    token_ids = model.get_layer(TOKENIZER_NAME)(texts)
-    logits = model.get_layer(CORE_NAME)(token_ids, training=False)
-    lengths = tf.reduce_sum(tf.cast(token_ids != PAD_ID, tf.int32), axis=1)
-    last = tf.gather(logits, tf.maximum(lengths - 1, 0), batch_dims=1)
+    last, lengths = last_logits(run.model, texts)
     probabilities = tf.nn.softmax(tf.cast(last, tf.float32), axis=-1)
     reserved = tf.one_hot(PAD_ID, tf.shape(probabilities)[1]) + tf.one_hot(OOV_ID, tf.shape(probabilities)[1])
     probabilities = probabilities * (1.0 - reserved)
@@ -192,18 +199,27 @@ def serving_outputs(run: Any, texts: tf.Tensor, top: int = 5) -> Dict[str, tf.Te
     return {"next_tokens": tf.where(empty, "", names), "scores": tf.where(empty, 0.0, best.values)}
 
 
-def predict(run: Any, texts: Sequence[str], top: int = 5) -> List[dict]:
-    """For each text, the `top` most likely next tokens with their probabilities (a backward run: the
-    likeliest tokens before the text; its exported model reads each text reversed)."""
+def predict(run: Any, texts: Sequence[str], top: int = 5, batch_size: int = inference.BATCH_SIZE) -> List[dict]:
+    """For each text, the `top` most likely next tokens with their probabilities (from a zero initial state;
+    a backward run: the likeliest tokens before the text, its exported model reading each text reversed),
+    in one compiled graph call per `batch_size` texts (zoo.inference)."""
     vocabulary = run.assets["vocabulary"]
+    texts = list(texts)
     lengths = [len(text_tokens(text, run.assets["level"], run.assets.get("standardize", "none"))) for text in texts]
-    logits = np.asarray(run.model.predict(tf.constant(list(texts)), verbose=0))
+    # Only the last position's logits leave the graph: (batch, vocab), not (batch, time, vocab).
+    call = inference.compiled_call(run.model, last_logits)
+    logits = np.empty((len(texts), run.sizes["vocab_size"]), dtype=np.float32)
+    # Empty texts get no row from the model: a batch of them alone would be zero time steps long,
+    # which the recurrent layer's scan cannot run inside a graph.
+    given = np.array([index for index, length in enumerate(lengths) if length], dtype=np.int64)
+    for indices in inference.length_sorted_batches([lengths[index] for index in given], batch_size):
+        logits[given[indices]] = call(inference.strings(texts, given[indices]))[0].numpy()
     rows = []
     for text, length, row in zip(texts, lengths, logits):
         if length == 0:
             rows.append({"text": text, "next": []})
             continue
-        probabilities = np.exp(decoding.log_softmax(row[length - 1]))
+        probabilities = np.exp(decoding.log_softmax(row))
         probabilities[[PAD_ID, OOV_ID]] = 0.0
         best = np.argsort(-probabilities)[:top]
         rows.append({"text": text, "next": [{"token": vocabulary[i - 2], "probability": float(probabilities[i])}

@@ -9,7 +9,6 @@ serving_outputs looks up again in a loaded run.
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tasks.tagging.features import SplitTokens, TokenMask, token_features
@@ -17,6 +16,7 @@ from tasks.tagging.model import (
     ARGMAX, EMISSION_NETWORK, EMISSIONS, SPLIT_TOKENS, TAG_NAMES, TAGGER, TOKEN_FEATURES, TOKEN_MASK, MaskedArgmax,
     TagNames, find_crf,
 )
+from zoo import inference
 from zoo.errors import UserError
 
 
@@ -68,16 +68,21 @@ def serving_outputs(model: keras.Model, sentences: tf.Tensor) -> Dict[str, tf.Te
     }
 
 
-def tag_sentences(model: keras.Model, token_lists: Sequence[Sequence[str]], batch_size: int = 128) -> List[List[str]]:
-    """Tag lists for token lists, using the exported model (sentences are sent length-sorted)."""
+def tag_sentences(model: keras.Model, token_lists: Sequence[Sequence[str]],
+                  batch_size: int = inference.BATCH_SIZE) -> List[List[str]]:
+    """Tag lists for token lists, using the exported model through its compiled call (zoo.inference):
+    a few sentences in one graph call, many in length-sorted batches of `batch_size`."""
     token_lists = [[token.replace(" ", "\u00a0") for token in tokens] for tokens in token_lists]
-    order = np.argsort([len(tokens) for tokens in token_lists], kind="stable")
-    predicted = [None] * len(token_lists)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        sentences = tf.constant([" ".join(token_lists[i]) for i in chunk], dtype=tf.string)
-        names = np.asarray(model(sentences, training=False))
-        for row, index in zip(names, chunk):
+    sentences = [" ".join(tokens) for tokens in token_lists]
+    call = inference.compiled_call(model)
+    predicted = [[] for _ in token_lists]
+    # A sentence without tokens gets no tags and skips the graph: a batch of them alone would be zero
+    # steps long, which the recurrent layers' scan cannot run inside a graph.
+    given = [index for index, tokens in enumerate(token_lists) if tokens]
+    for indices in inference.length_sorted_batches([len(token_lists[index]) for index in given], batch_size):
+        chosen = [given[position] for position in indices]
+        names = call(inference.strings(sentences, chosen)).numpy()
+        for row, index in zip(names, chosen):
             predicted[index] = [name.decode("utf-8") for name in row[: len(token_lists[index])]]
     return predicted
 

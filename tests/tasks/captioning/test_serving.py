@@ -123,3 +123,58 @@ def test_cell_none_decoder_steps_agree_with_the_trained_model_and_reload(tmp_pat
     beam, scores = serving.beam_captions(reloaded, initial, vocabulary, config)
     assert len(beam) == 2 and all(np.isfinite(scores))
     assert all(set(caption.split()) <= set(vocabulary[2:]) for caption in beam)
+
+
+def eager_caption_batch(exported, encoded, vocabulary, config):
+    """The path before the compiled calls: the exported model's layers called eagerly, one beam step at a time."""
+    from tasks.captioning import model as model_lib
+    from zoo import decoding
+    from zoo.text import OOV_ID, PAD_ID
+
+    present = {layer.name for layer in exported.layers}
+    features = exported.get_layer(model_lib.IMAGE_ENCODER)(
+        exported.get_layer(model_lib.DECODE_IMAGES)(tf.constant(encoded)), training=False)
+    initial = [exported.get_layer(name)(features) for name in model_lib.INITIAL_STATE_NAMES if name in present]
+    decoder = exported.get_layer(model_lib.CAPTION_DECODER)
+    caption, score = decoder(initial)
+
+    def step(token_ids, states):
+        logits, states = decoder.step(tf.constant(token_ids), [tf.constant(s) for s in states])
+        return logits.numpy(), [s.numpy() for s in states]
+
+    states = [s.numpy() for s in decoder.initial_states(initial)]
+    logits, states = step(np.full((len(encoded),), serving.START_ID), states)
+    best = decoding.beam_search(step, states, logits, beam_width=config.model.beam_width,
+                                max_length=config.data.max_caption_length + 1, end_id=serving.END_ID,
+                                length_penalty=config.model.length_penalty,
+                                banned_ids=(PAD_ID, OOV_ID, serving.START_ID))
+    beam = [" ".join(vocabulary[i - 2] for i in hypotheses[0][0] if i != serving.END_ID) for hypotheses in best]
+    return {"features": features.numpy(), "greedy": [text.decode() for text in caption.numpy()],
+            "greedy_scores": score.numpy(), "beam": beam, "beam_scores": [hypotheses[0][1] for hypotheses in best]}
+
+
+@pytest.mark.slow
+def test_compiled_captioning_equals_the_eager_path_on_real_images(data_env):
+    """8 real Flickr8k images: the compiled encode + greedy graph and beam steps give the eager path's features,
+    greedy and beam captions and scores, in one batch and one image at a time; each graph is traced once."""
+    from zoo import inference
+
+    config = tiny_config(**{"model.cell": "lstm", "data.max_train_images": 8, "train.epochs": 2,
+                            "data.max_caption_length": 8})
+    part = sources.load(task, config)[0]["train"]
+    exported, prepared, _, _ = train_briefly(part, config)
+    vocabulary = prepared.assets["vocabulary"]
+    encoded = [images.read_bytes(path) for path in part.images[:8]]
+    expected = eager_caption_batch(exported, encoded, vocabulary, config)
+    for batch in (encoded, encoded[:1], encoded[1:2]):
+        start = encoded.index(batch[0])
+        outputs = serving.caption_batch(exported, batch, vocabulary, config)
+        np.testing.assert_allclose(outputs["features"], expected["features"][start:start + len(batch)], atol=1e-5)
+        assert outputs["greedy"] == expected["greedy"][start:start + len(batch)]
+        np.testing.assert_allclose(outputs["greedy_scores"], expected["greedy_scores"][start:start + len(batch)],
+                                   atol=1e-5)
+        assert outputs["beam"] == expected["beam"][start:start + len(batch)]
+        np.testing.assert_allclose(outputs["beam_scores"], expected["beam_scores"][start:start + len(batch)],
+                                   atol=1e-5)
+    assert inference.trace_count(exported, serving._encode_and_decode_greedily) == 1
+    assert inference.trace_count(exported, serving._decoder_step) == 1

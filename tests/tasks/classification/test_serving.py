@@ -55,3 +55,40 @@ def test_serving_outputs_agree_with_predictions(num_classes):
     assert outputs["probabilities"].shape == (len(texts), num_classes)
     if num_classes == 2:
         assert {row["label"] for row in rows} == {"ham", "spam"}
+
+
+def keras_predict_probabilities(model, texts, batch_size=128):
+    """The path before the compiled call: `model.predict` over a length-sorted tf.data pipeline."""
+    order = np.argsort([len(text) for text in texts], kind="stable")
+    strings = tf.data.Dataset.from_tensor_slices(tf.constant([texts[i] for i in order], dtype=tf.string))
+    sorted_probabilities = serving.class_columns(tf.constant(model.predict(strings.batch(batch_size), verbose=0)))
+    probabilities = np.empty_like(sorted_probabilities.numpy())
+    probabilities[order] = sorted_probabilities.numpy()
+    return probabilities
+
+
+@pytest.mark.parametrize("task, num_classes", [(sentiment, 2), (spam, 2), (spam, 3)])
+def test_compiled_path_equals_keras_predict_on_real_texts(data_env, task, num_classes):
+    """300 real test texts (IMDB reviews, SMS): the same probabilities one at a time, all at once, in
+    length-sorted batches, as model.predict gave; one trace serves every batch size and length."""
+    from tests.conftest import load_splits
+
+    from zoo import inference
+
+    limits = ["data.max_train_examples=500"] + (["data.max_eval_examples=300"] if task is sentiment else [])
+    config = resolve_config(task, overrides=["model.units=8", "model.embedding_dim=8", *limits])
+    splits = load_splits(task, config)
+    texts = list(splits["test"].texts)[:300]
+    words = sorted({word for text in splits["train"].texts for word in text.lower().split()})[:3000]
+    model = serving.export(task.build_model(config, {"vocab_size": len(words) + 2, "num_classes": num_classes}),
+                           text_data.make_vectorizer(config, words), config)
+    expected = keras_predict_probabilities(model, texts)
+    assert expected.shape == (300, num_classes) and expected[:, -1].std() > 1e-4  # the texts are told apart
+    np.testing.assert_allclose(serving.predict_probabilities(model, texts), expected, atol=1e-6)
+    np.testing.assert_allclose(serving.predict_probabilities(model, texts, batch_size=64), expected, atol=1e-6)
+    singles = np.concatenate([serving.predict_probabilities(model, [text]) for text in texts[:20]])
+    np.testing.assert_allclose(singles, expected[:20], atol=1e-6)
+    assert inference.trace_count(model, serving._probabilities) == 1
+    rows = serving.predictions(model, texts[:3], ["ham", "spam", "other"][:num_classes])
+    assert [row["text"] for row in rows] == texts[:3]
+    np.testing.assert_allclose([list(row["probabilities"].values()) for row in rows], expected[:3], atol=1e-6)

@@ -106,3 +106,45 @@ def test_the_exported_model_of_a_sampled_run_gives_the_full_softmax_logits(pretr
     np.testing.assert_allclose(exported, np.asarray(core(ids[None]))[0], atol=1e-5)
     probabilities = tf.nn.softmax(exported).numpy()
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+
+
+def keras_predict_rows(run, texts, top=5):
+    """The path before the compiled call: the full (batch, time, vocab) logits from `model.predict`."""
+    from zoo import decoding
+    from zoo.text import OOV_ID, PAD_ID
+
+    logits = np.asarray(run.model.predict(tf.constant(list(texts)), verbose=0))
+    rows = []
+    for text, row in zip(texts, logits):
+        length = len(data.text_tokens(text, run.assets["level"]))
+        if length == 0:
+            rows.append({"text": text, "next": []})
+            continue
+        probabilities = np.exp(decoding.log_softmax(row[length - 1]))
+        probabilities[[PAD_ID, OOV_ID]] = 0.0
+        best = np.argsort(-probabilities)[:top]
+        rows.append({"text": text, "next": [{"token": run.assets["vocabulary"][i - 2],
+                                             "probability": float(probabilities[i])} for i in best]})
+    return rows
+
+
+def test_compiled_predict_equals_keras_predict_on_real_lines(ptb_run, shared_data):
+    """30 real PTB test lines (and an empty one): the same next tokens and probabilities (1e-6) all at once,
+    in length-sorted batches and one at a time; one trace serves every batch size and length."""
+    from zoo import inference
+
+    run = load_run(ptb_run)
+    with open(f"{shared_data}/ptb/ptb.test.txt", encoding="utf-8") as handle:
+        texts = [line.strip() for _, line in zip(range(29), handle)] + ["", "the"]
+
+    def flat(rows):
+        return [(row["text"], [item["token"] for item in row["next"]]) for row in rows], \
+            [item["probability"] for row in rows for item in row["next"]]
+
+    expected_tokens, expected_probabilities = flat(keras_predict_rows(run, texts))
+    for rows in (serving.predict(run, texts), serving.predict(run, texts, batch_size=4),
+                 [serving.predict(run, [text])[0] for text in texts]):
+        tokens, probabilities = flat(rows)
+        assert tokens == expected_tokens
+        np.testing.assert_allclose(probabilities, expected_probabilities, atol=1e-6)
+    assert inference.trace_count(run.model, serving.last_logits) == 1

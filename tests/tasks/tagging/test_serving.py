@@ -1,5 +1,7 @@
 """The exported tagger: save/load round trips decoding what the network scores, serving outputs, the conll format."""
 
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import pytest
@@ -48,3 +50,44 @@ def test_conll_format():
     assert serving.format_predictions(rows, "conll") == "Angela\tB-PER\nMerkel\tI-PER\n\nHi\tO\n"
     with pytest.raises(UserError, match="--format xml"):
         serving.format_predictions(rows, "xml")
+
+
+def eager_tag_sentences(model, token_lists, batch_size=128):
+    """The path before the compiled call: the exported model called eagerly on length-sorted batches."""
+    order = np.argsort([len(tokens) for tokens in token_lists], kind="stable")
+    predicted = [None] * len(token_lists)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        names = np.asarray(model(tf.constant([" ".join(token_lists[i]) for i in chunk]), training=False))
+        for row, index in zip(names, chunk):
+            predicted[index] = [name.decode("utf-8") for name in row[:len(token_lists[index])]]
+    return predicted
+
+
+@pytest.mark.parametrize("output", ["crf", "softmax"])
+def test_compiled_path_tags_real_sentences_as_the_eager_model_did(data_env, output):
+    """Real CoNLL-2003 test sentences: the same tags all at once (the predict.py batch), in length-sorted
+    batches and one at a time as the eager exported model gave; one trace serves every batch size and length."""
+    from tests.conftest import load_splits
+    from zoo import inference
+
+    config = tiny_config(output=output)
+    splits = load_splits(ner, config)
+    keras.utils.set_random_seed(0)
+    prepared = prepared_splits(config, splits["validation"].subset(range(500)))
+    model = ner.build_model(config, prepared.sizes)
+    exported = serving.export(model, config, prepared.assets)
+    token_lists = [tokens for tokens in splits["test"].tokens[:200] if "  " not in " ".join(tokens)]
+    expected = eager_tag_sentences(exported, token_lists)
+    assert len({tag for tags in expected for tag in tags}) > 1  # untrained (seeded), yet not one tag for all
+    assert serving.tag_sentences(exported, token_lists) == expected
+    # Other batchings pad differently, which can move near-tied scores by float round-off, so they
+    # are compared with the eager model on the same batches.
+    assert serving.tag_sentences(exported, token_lists, batch_size=32) == eager_tag_sentences(exported, token_lists, 32)
+    singles = [serving.tag_sentences(exported, [tokens])[0] for tokens in token_lists[:5]]
+    assert singles == eager_tag_sentences(exported, token_lists[:5], batch_size=1)
+    rows = ner.predict(SimpleNamespace(model=exported), [" ".join(tokens) for tokens in token_lists[:3]])
+    assert [row["tags"] for row in rows] == expected[:3]
+    assert serving.tag_sentences(exported, [[], token_lists[0], []]) == [[], expected[0], []]
+    assert serving.tag_sentences(exported, [[]]) == [[]]  # no tokens: no tags, and no zero-step graph call
+    assert inference.trace_count(exported) == 1
