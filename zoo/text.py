@@ -128,19 +128,24 @@ def load_vocabulary(path: str) -> List[str]:
 
 @keras.saving.register_keras_serializable(package="zoo")
 class TruncateSequence(keras.layers.Layer):
-    """Keep the first `max_length` steps of (batch, time, ...) ; shorter inputs pass unchanged."""
+    """Keep the first `max_length` steps of (batch, time, ...); shorter inputs pass unchanged, except that a
+    batch with no step at all (only empty texts) gets one padding step: a recurrent scan inside a graph
+    cannot run zero steps, and a fully padded row is what an empty text means anyway."""
 
     def __init__(self, max_length, **kwargs):
         super().__init__(**kwargs)
         self.max_length = int(max_length)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        return inputs[:, : self.max_length]
+        inputs = inputs[:, : self.max_length]
+        missing = tf.maximum(1 - tf.shape(inputs)[1], 0)
+        padding = [[0, 0], [0, missing]] + [[0, 0]] * (len(inputs.shape) - 2)
+        return tf.pad(inputs, padding, constant_values=PAD_ID)
 
     def compute_output_shape(self, input_shape: Tuple[Optional[int], ...]) -> Tuple[Optional[int], ...]:
         steps = input_shape[1]
         if steps is not None:
-            steps = min(steps, self.max_length)
+            steps = max(1, min(steps, self.max_length))
         return (input_shape[0], steps) + tuple(input_shape[2:])
 
     def get_config(self) -> Dict[str, Any]:

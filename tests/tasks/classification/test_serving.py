@@ -27,6 +27,20 @@ def test_exported_model_round_trip_takes_raw_strings(tmp_path):
     assert restored(tf.constant(["good film"])).shape == (1, 1)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "none"])
+def test_texts_without_a_token_alone_get_the_empty_row_probabilities(cell):
+    """A batch of only empty texts ("" or markup alone) is zero steps long: it must still run in the compiled path."""
+    config = resolve_config(spam, overrides=["model.units=4", f"model.cell={cell}", "model.pooling=max"])
+    vectorizer = text_data.make_vectorizer(config, ["win", "a", "prize"])
+    model = serving.export(spam.build_model(config, {"vocab_size": 5, "num_classes": 2}), vectorizer, config)
+    alone = serving.predict_probabilities(model, [""])
+    for texts in (["<br />"], ["", "<br/>"]):
+        np.testing.assert_allclose(serving.predict_probabilities(model, texts), np.repeat(alone, len(texts), 0), atol=1e-6)
+    mixed = serving.predict_probabilities(model, ["", "win a prize"])
+    np.testing.assert_allclose(mixed[0], alone[0], atol=1e-6)
+    np.testing.assert_allclose(mixed[1], serving.predict_probabilities(model, ["win a prize"])[0], atol=1e-6)
+
+
 def test_decide_thresholds_the_positive_class_or_takes_the_most_probable():
     binary = np.array([[0.7, 0.3], [0.4, 0.6], [0.5, 0.5]], dtype="float32")
     assert serving.decide_numpy(binary, 2).tolist() == [0, 1, 1]  # at the threshold: positive
