@@ -43,8 +43,16 @@ def decode_error(error: Exception) -> str:
     """The readable part of a TF decoding error: `{{function_node ...}} jpeg::Uncompress failed...` -> the message
     (also when Keras wrapped it in a layer's call report)."""
     lines = str(error).splitlines() or [type(error).__name__]
-    line = next((line for line in lines if "}}" in line), lines[0])
-    return line.split("}}", 1)[-1].split(" [Op:", 1)[0].strip()[:200]
+
+    def message(line):
+        return line.split("}}", 1)[-1].split(" [Op:", 1)[0].strip()
+
+    # An eager error puts the message after "{{function_node ...}}"; a compiled call's "Graph execution error"
+    # puts it on its own line after the indented stack, and its "[[{{node ...}}]]" line holds none.
+    marked = [message(line) for line in lines if "}}" in line and message(line).strip("[]")]
+    plain = [line.strip() for line in lines if line.strip() and not line[:1].isspace()
+             and not line.startswith(("Graph execution error", "Detected at node", "Exception encountered"))]
+    return (marked or plain or [lines[0]])[0][:200]
 
 
 def image_problem(path: str) -> Optional[str]:
