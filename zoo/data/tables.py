@@ -4,7 +4,7 @@ import csv
 import dataclasses
 import json
 import sys
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -188,19 +188,10 @@ def read_table(path: str, options: TableOptions = TableOptions()) -> LabelledTex
     line = 1
     try:
         with files.open_text(path, options.encoding) as handle:
-            first_line = handle.readline()
-            if not first_line.strip():
-                raise UserError(f"{path}: the file is empty" + (" (expected a header line)" if options.header else ""))
-            delimiter = _delimiter(path, first_line, options.delimiter)
-            quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-            first_row = next(csv.reader([first_line], delimiter=delimiter, quoting=quoting))
-            header = [name.strip() for name in first_row] if options.header else None
+            delimiter, quoting, first_row, header = _table_head(handle, path, options)
             width = len(first_row)
-            text_index = _column_index(options.text_column, header, "text_column", path)
-            label_index = _column_index(options.label_column, header, "label_column", path)
-            for name, index in (("text_column", text_index), ("label_column", label_index)):
-                if not -width <= index < width:
-                    raise UserError(f"data.{name}={index}: {path} has {width} columns (0-based indices)")
+            text_index = _column(options, "text_column", header, width, path)
+            label_index = _column(options, "label_column", header, width, path)
 
             def add(row, number):
                 if not row or (len(row) == 1 and not row[0].strip()):
@@ -240,6 +231,25 @@ def read_table(path: str, options: TableOptions = TableOptions()) -> LabelledTex
     return LabelledTexts(texts, labels, path, lines)
 
 
+def _table_head(handle: Any, path: str, options: TableOptions) -> Tuple[str, int, List[str], Optional[List[str]]]:
+    """Read a CSV/TSV table's first line: (delimiter, csv quoting, its fields, the header names or None)."""
+    first_line = handle.readline()
+    if not first_line.strip():
+        raise UserError(f"{path}: the file is empty" + (" (expected a header line)" if options.header else ""))
+    delimiter = _delimiter(path, first_line, options.delimiter)
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL  # TSV fields hold quotes as text
+    first_row = next(csv.reader([first_line], delimiter=delimiter, quoting=quoting))
+    return delimiter, quoting, first_row, [name.strip() for name in first_row] if options.header else None
+
+
+def _column(options: TableOptions, name: str, header: Optional[List[str]], width: int, path: str) -> int:
+    """The index of `data.<name>` in rows of `width` fields (a header name or a 0-based index)."""
+    index = _column_index(getattr(options, name), header, name, path)
+    if not -width <= index < width:
+        raise UserError(f"data.{name}={index}: {path} has {width} columns (0-based indices)")
+    return index
+
+
 def iter_texts(path: str, options: TableOptions = TableOptions()) -> Iterator[str]:
     """The `options.text_column` field of every row of a table (CSV/TSV or JSON Lines, optionally gzipped), one
     row at a time, read as `read_table` reads it (header, delimiter, quoting, encoding); no label column is read.
@@ -275,17 +285,9 @@ def iter_texts(path: str, options: TableOptions = TableOptions()) -> Iterator[st
         quoting = csv.QUOTE_MINIMAL
         try:
             with files.open_text(path, options.encoding) as handle:
-                first_line = handle.readline()
-                if not first_line.strip():
-                    raise UserError(f"{path}: the file is empty" + (" (expected a header line)" if options.header else ""))
-                delimiter = _delimiter(path, first_line, options.delimiter)
-                quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-                first_row = next(csv.reader([first_line], delimiter=delimiter, quoting=quoting))
-                header = [name.strip() for name in first_row] if options.header else None
+                delimiter, quoting, first_row, header = _table_head(handle, path, options)
                 width = len(first_row)
-                index = _column_index(options.text_column, header, "text_column", path)
-                if not -width <= index < width:
-                    raise UserError(f"data.text_column={index}: {path} has {width} columns (0-based indices)")
+                index = _column(options, "text_column", header, width, path)
                 rows = csv.reader(handle, delimiter=delimiter, quoting=quoting)
 
                 def numbered():
