@@ -135,18 +135,23 @@ def _label_text(value: object) -> Optional[str]:
     return None
 
 
+def _json_rows(path: str, encoding: str) -> Iterator[Tuple[int, Any]]:
+    """(line number, parsed JSON value) of every non-blank line of a JSON Lines file; a bad line is one UserError."""
+    for number, line in files.lines(path, encoding):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except ValueError as error:
+            raise UserError(f"{path}:{number}: not a JSON value ({getattr(error, 'msg', error)})") from None
+
+
 def read_json_lines(path: str, options: TableOptions = TableOptions()) -> LabelledTexts:
     """Texts and labels from a JSON Lines file: one object per line (`data.text_column` and `data.label_column`
     are keys) or one array per line (they are 0-based indices). Blank lines are skipped."""
     label_map = parse_label_map(options.label_map)
     texts, labels, lines = [], [], []
-    for number, line in files.lines(path, options.encoding):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            raise UserError(f"{path}:{number}: not a JSON value ({getattr(error, 'msg', error)})") from None
+    for number, row in _json_rows(path, options.encoding):
         values = []
         for option in ("text_column", "label_column"):
             column = str(getattr(options, option))
@@ -261,13 +266,7 @@ def iter_texts(path: str, options: TableOptions = TableOptions()) -> Iterator[st
     found = False
     if is_json_lines(path):
         column = str(options.text_column)
-        for number, line in files.lines(path, options.encoding):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as error:
-                raise UserError(f"{path}:{number}: not a JSON value ({getattr(error, 'msg', error)})") from None
+        for number, row in _json_rows(path, options.encoding):
             if isinstance(row, dict) and column in row:
                 text = row[column]
             elif isinstance(row, list) and column.lstrip("-").isdigit() and -len(row) <= int(column) < len(row):
